@@ -1,0 +1,131 @@
+"""The ASGI application: ``create_app(settings)``, used by ``paywarden serve`` and tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException
+
+import paywarden
+from paywarden.api.http import error_response, request_id
+from paywarden.api.middleware import BodyLimit, Metrics, RequestId
+from paywarden.api.routes import router
+from paywarden.api.runtime import Runtime
+from paywarden.config import Settings
+from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
+from paywarden.store import migrate
+from paywarden.store.engine import make_engine
+from paywarden.store.unit_of_work import Store
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """The paywarden API: wallets, a double-entry ledger, holds, captures,
+refunds and transfers. Authenticate with `Authorization: Bearer pw_test_…`; send an
+`Idempotency-Key` on every POST. Amounts are integers in minor units."""
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    if store is None:
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            sqlite_synchronous=settings.sqlite_synchronous,
+        )
+        store = Store(engine)
+    runtime = Runtime(settings=settings, store=store)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.engine.dispose()
+
+    app = FastAPI(
+        title="paywarden", version=paywarden.__version__, description=DESCRIPTION, lifespan=lifespan
+    )
+    app.state.runtime = runtime
+    registry = CollectorRegistry()
+    app.include_router(router)
+    _add_operational_routes(app, runtime, registry)
+    _add_error_handlers(app)
+    app.add_middleware(Metrics, registry=registry)
+    app.add_middleware(BodyLimit, body_bytes_max=settings.body_bytes_max)
+    app.add_middleware(RequestId)
+    return app
+
+
+def _add_operational_routes(app: FastAPI, runtime: Runtime, registry: CollectorRegistry) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> Response:
+        """The database answers and its schema is current."""
+        try:
+            runtime.store.ping()
+            current = migrate.current_revision(runtime.store.engine)
+        except Exception:
+            return Response(
+                json.dumps({"status": "database unavailable"}),
+                status_code=503,
+                media_type="application/json",
+            )
+        head = migrate.head_revision()
+        ready = current == head
+        body = {
+            "status": "ok" if ready else "migrations pending",
+            "schema": current,
+            "expected": head,
+        }
+        return Response(
+            json.dumps(body), status_code=200 if ready else 503, media_type="application/json"
+        )
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PaywardenError)
+    async def paywarden_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, PaywardenError)
+        return error_response(error, request_id(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        first: dict[str, Any] = error.errors()[0]
+        location = [str(part) for part in first.get("loc", ())]
+        param = "$." + ".".join(location[1:]) if len(location) > 1 else None
+        return error_response(
+            InvalidRequest(f"{param}: {first.get('msg')}", code="invalid_value", param=param),
+            request_id(request),
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        wrapped: PaywardenError
+        if error.status_code == 404:
+            wrapped = NotFound("no such route", code="route_not_found")
+        else:
+            wrapped = InvalidRequest(str(error.detail), code="invalid_request")
+            wrapped.status = error.status_code  # type: ignore[misc]
+        return error_response(wrapped, request_id(request))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        return error_response(
+            PaywardenError("an internal error occurred; it has been logged"),
+            request_id(request),
+        )

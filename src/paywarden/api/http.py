@@ -1,0 +1,235 @@
+"""The request pipeline every handler uses: authenticate → idempotency → effect → render.
+
+Handlers stay a few lines long; this module owns the order of checks that the contracts
+fix, the error shape, and the threadpool hop to the synchronous store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from paywarden.api.runtime import Runtime
+from paywarden.kernel.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    PaywardenError,
+    Unavailable,
+)
+from paywarden.kernel.principals import Principal
+from paywarden.services import idempotency, identity
+from paywarden.services.records import Page, wire
+from paywarden.store.unit_of_work import UnitOfWork
+
+__all__ = ["authenticated", "error_response", "json_response", "list_body", "post", "read"]
+
+M = TypeVar("M", bound=BaseModel)
+VERSION_HEADER = "Paywarden-Version"
+JSON_DEPTH_MAX = 32
+
+
+def runtime(request: Request) -> Runtime:
+    value: Runtime = request.app.state.runtime
+    return value
+
+
+def request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return str(value) if value else None
+
+
+def error_payload(error: PaywardenError, req_id: str | None) -> str:
+    body = error.to_wire()
+    if req_id:
+        body["request_id"] = req_id
+    return json.dumps({"error": body})
+
+
+def error_response(error: PaywardenError, req_id: str | None) -> Response:
+    headers = {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return Response(
+        error_payload(error, req_id),
+        status_code=error.status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def json_response(status: int, text: str, *, version: str, replayed: bool = False) -> Response:
+    headers = {VERSION_HEADER: version}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(text, status_code=status, headers=headers, media_type="application/json")
+
+
+async def authenticated(request: Request) -> tuple[Principal, str]:
+    """The principal behind the Bearer key, and the API version this request speaks."""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed("send your secret key as `Authorization: Bearer pw_test_…`")
+    store = runtime(request).store
+    principal = await run_in_threadpool(
+        store.run, lambda uow: identity.authenticate(uow, secret.strip()), read_only=True
+    )
+    version = request.headers.get(VERSION_HEADER) or principal.api_version
+    if version not in identity.SUPPORTED_API_VERSIONS:
+        supported = ", ".join(identity.SUPPORTED_API_VERSIONS)
+        raise InvalidRequest(
+            f"unknown {VERSION_HEADER} {version!r}; supported: {supported}",
+            code="invalid_api_version",
+            param=f"$.headers.{VERSION_HEADER}",
+        )
+    return principal, version
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, computed without recursion (a hostile body may nest very deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise InvalidRequest(
+            f"the body is not valid JSON: {str(error)[:120]}", code="invalid_json"
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object", code="invalid_json")
+    if _depth(body) > JSON_DEPTH_MAX:
+        raise InvalidRequest(
+            f"the body nests deeper than {JSON_DEPTH_MAX} levels", code="invalid_json"
+        )
+    return body
+
+
+def _json_path(location: tuple[int | str, ...]) -> str:
+    path = "$"
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def validate(model: type[M], body: dict[str, Any]) -> M:
+    """Check a body's shape; the first problem becomes one clear 400."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        param = _json_path(tuple(first["loc"]))
+        code = {
+            "extra_forbidden": "unknown_parameter",
+            "missing": "parameter_missing",
+        }.get(first["type"], "invalid_value")
+        raise InvalidRequest(f"{param[2:]}: {first['msg']}", code=code, param=param) from None
+
+
+async def post(
+    request: Request,
+    model: type[M],
+    work: Callable[[UnitOfWork, Principal, M], Any],
+    *,
+    status: int = 200,
+    render: Callable[[Any], tuple[int, dict[str, Any]]] | None = None,
+) -> Response:
+    """Run one POST: authenticate, claim the idempotency key, run ``work`` and store the
+    response with the effect in one transaction, or replay what the key already holds."""
+    principal, version = await authenticated(request)
+    key = idempotency.check_key(request.headers.get("idempotency-key"))
+    raw = parse_json_object(await request.body())
+    rt = runtime(request)
+    scope = idempotency.Scope(principal.scope, "POST", request.url.path, key)
+    fingerprint = idempotency.fingerprint(raw, rt.secret)
+
+    def effect(uow: UnitOfWork) -> tuple[int, str]:
+        result = work(uow, principal, validate(model, raw))
+        code, payload = render(result) if render else (status, wire(result))
+        text = json.dumps(payload)
+        if not idempotency.complete(uow, scope, claimed, code, text):
+            raise Unavailable(
+                "this request's Idempotency-Key was taken over by a retry",
+                code="idempotency_lock_lost",
+                retry_after_s=1,
+            )
+        return code, text
+
+    claimed_or_replay = await run_in_threadpool(
+        rt.store.run,
+        lambda uow: idempotency.claim(
+            uow,
+            scope,
+            fingerprint,
+            retention=rt.idempotency_retention,
+            lock_s=rt.settings.idempotency_lock_s,
+        ),
+    )
+    if isinstance(claimed_or_replay, idempotency.Replay):
+        return json_response(
+            claimed_or_replay.status, claimed_or_replay.body, version=version, replayed=True
+        )
+    claimed = claimed_or_replay
+    try:
+        code, text = await run_in_threadpool(rt.store.run, effect)
+    except PaywardenError as error:
+        if error.status >= 500:
+            await _release(rt, scope, claimed)
+            raise
+        failed_status, text = error.status, error_payload(error, request_id(request))
+        await run_in_threadpool(
+            rt.store.run,
+            lambda uow: idempotency.complete(uow, scope, claimed, failed_status, text),
+        )
+        response = error_response(error, request_id(request))
+        response.headers[VERSION_HEADER] = version
+        return response
+    except BaseException:
+        await _release(rt, scope, claimed)
+        raise
+    return json_response(code, text, version=version)
+
+
+async def _release(rt: Runtime, scope: idempotency.Scope, claimed: idempotency.Claimed) -> None:
+    # Best effort: should the release fail, the lock lapses by itself; keep the first error.
+    with contextlib.suppress(Exception):
+        await run_in_threadpool(rt.store.run, lambda uow: idempotency.release(uow, scope, claimed))
+
+
+async def read(request: Request, work: Callable[[UnitOfWork, Principal], Any]) -> Response:
+    """Run one GET in a read-only transaction and render its record or page."""
+    principal, version = await authenticated(request)
+    store = runtime(request).store
+    result = await run_in_threadpool(store.run, lambda uow: work(uow, principal), read_only=True)
+    payload = list_body(result, request.url.path) if isinstance(result, Page) else wire(result)
+    return json_response(200, json.dumps(payload), version=version)
+
+
+def list_body(page: Page, url: str) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "url": url,
+        "data": [wire(item) for item in page.items],
+        "has_more": page.has_more,
+        "next_cursor": wire(page.items[-1])["id"] if page.has_more and page.items else None,
+    }

@@ -1,0 +1,1 @@
+"""The payments domain: the double-entry ledger, holds and refunds. Pure code."""

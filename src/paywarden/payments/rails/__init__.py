@@ -1,0 +1,1 @@
+"""Payment rails: where money enters and leaves paywarden. Only the sandbox exists today."""

@@ -1,0 +1,306 @@
+"""The hold lifecycle as use cases: place, capture, void, expire, refund."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert, or_, select
+
+from paywarden.adapters.ids import new_id
+from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied
+from paywarden.kernel.money import parse_amount, parse_currency
+from paywarden.kernel.principals import Principal, PrincipalType
+from paywarden.payments import holds as hold_rules
+from paywarden.payments import ledger
+from paywarden.payments.holds import Hold, HoldStatus
+from paywarden.payments.ledger import Account, AccountKind, TransferKind
+from paywarden.payments.refunds import refund_postings
+from paywarden.services import access
+from paywarden.services.ledger import own_account, post_transfer, resolve_account
+from paywarden.services.listing import page_rows
+from paywarden.services.records import HoldView, Page, RefundRecord, wire
+from paywarden.store import schema
+from paywarden.store.ledger_repo import (
+    hold_from_row,
+    insert_hold,
+    load_accounts,
+    load_hold,
+    save_accounts,
+    save_hold,
+    system_account,
+)
+from paywarden.store.outbox import emit
+from paywarden.store.unit_of_work import UnitOfWork
+
+__all__ = [
+    "HOLD_TTL_DEFAULT",
+    "HOLD_TTL_MAX",
+    "capture_hold",
+    "create_hold",
+    "expire_holds",
+    "get_hold",
+    "list_holds",
+    "refund",
+    "void_hold",
+]
+
+HOLD_TTL_DEFAULT = timedelta(days=7)
+HOLD_TTL_MAX = timedelta(days=30)
+EXPIRE_BATCH_MAX = 500
+
+
+def _view(uow: UnitOfWork, hold_id: str) -> HoldView:
+    hold, row = load_hold(uow, hold_id, lock=False)
+    return HoldView(hold, row.created_at, row.capture_transfer_id, row.description)
+
+
+def create_hold(
+    uow: UnitOfWork,
+    principal: Principal,
+    *,
+    destination: Any,
+    amount: Any,
+    currency: Any,
+    source: Any = None,
+    expires_in_s: Any = None,
+    description: str | None = None,
+) -> HoldView:
+    access.require_type(principal, PrincipalType.USER)
+    currency = parse_currency(currency)
+    amount = parse_amount(amount)
+    now = uow.clock.now()
+    expires_at = now + _ttl(expires_in_s)
+    payer = own_account(uow, principal, source, currency, "$.source")
+    payee = resolve_account(uow, principal, destination, currency, "$.destination")
+    if payer.currency != currency or payee.currency != currency:
+        raise InvalidRequest(
+            "both accounts must hold the hold's currency",
+            code="currency_mismatch",
+            param="$.currency",
+        )
+    if payee.kind is not AccountKind.MERCHANT:
+        raise InvalidRequest(
+            "a hold pays a merchant account", code="invalid_destination", param="$.destination"
+        )
+    locked = load_accounts(uow, [payer.id], lock=True)
+    reserved = ledger.reserve(locked[payer.id], amount)
+    save_accounts(uow, [reserved])
+    hold = Hold(
+        id=new_id("hold"),
+        livemode=payer.livemode,
+        source_account_id=payer.id,
+        destination_account_id=payee.id,
+        currency=currency,
+        amount=amount,
+        status=HoldStatus.PENDING,
+        expires_at=expires_at,
+    )
+    if description is not None and len(description) > 500:
+        raise InvalidRequest("description is at most 500 characters", param="$.description")
+    insert_hold(uow, hold, description, now)
+    view = HoldView(hold, now, None, description)
+    emit(uow, "hold.created", hold.livemode, wire(view))
+    return view
+
+
+def _ttl(expires_in_s: Any) -> timedelta:
+    if expires_in_s is None:
+        return HOLD_TTL_DEFAULT
+    max_s = int(HOLD_TTL_MAX.total_seconds())
+    if (
+        isinstance(expires_in_s, bool)
+        or not isinstance(expires_in_s, int)
+        or not (1 <= expires_in_s <= max_s)
+    ):
+        raise InvalidRequest(
+            f"expires_in_s must be an integer from 1 to {max_s}",
+            code="invalid_expiry",
+            param="$.expires_in_s",
+        )
+    return timedelta(seconds=expires_in_s)
+
+
+def _locked_hold(
+    uow: UnitOfWork, principal: Principal, hold_id: str, *, payee_only: bool
+) -> tuple[Hold, dict[str, Account]]:
+    """Lock the hold, then its accounts in id order (always in this order: no deadlocks)."""
+    hold, _row = load_hold(uow, hold_id, lock=True)
+    if hold.livemode != principal.livemode:
+        raise NotFound(f"no such hold: {hold_id}", param="$.hold")
+    fee_id = system_account(uow, AccountKind.PLATFORM_FEES, hold.currency, hold.livemode)
+    ids = [hold.source_account_id, hold.destination_account_id, fee_id]
+    accounts = load_accounts(uow, ids, lock=True)
+    payer, payee = accounts[hold.source_account_id], accounts[hold.destination_account_id]
+    if not access.visible(principal, [payer, payee]):
+        raise NotFound(f"no such hold: {hold_id}", param="$.hold")
+    if payee_only and not access.owns(principal, payee):
+        raise PermissionDenied("only the payee (or an admin) may do this to a hold")
+    return hold, accounts
+
+
+def _fee_bps(uow: UnitOfWork, payee: Account) -> int:
+    if payee.kind is not AccountKind.MERCHANT or payee.owner_id is None:
+        return 0
+    m = schema.merchants
+    return int(uow.execute(select(m.c.fee_bps).where(m.c.id == payee.owner_id)).scalar_one())
+
+
+def _fee_account(accounts: dict[str, Account]) -> str:
+    return next(a.id for a in accounts.values() if a.kind is AccountKind.PLATFORM_FEES)
+
+
+def capture_hold(
+    uow: UnitOfWork, principal: Principal, hold_id: str, *, amount: Any = None
+) -> HoldView:
+    hold, accounts = _locked_hold(uow, principal, hold_id, payee_only=True)
+    now = uow.clock.now()
+    amount = hold.amount if amount is None else parse_amount(amount)
+    hold_rules.check_capturable(hold, amount, now)
+    fee_id = _fee_account(accounts)
+    payee = accounts[hold.destination_account_id]
+    captured, postings = hold_rules.capture_postings(hold, amount, _fee_bps(uow, payee), fee_id)
+    accounts[hold.source_account_id] = ledger.release(accounts[hold.source_account_id], hold.amount)
+    record = post_transfer(
+        uow,
+        kind=TransferKind.CAPTURE,
+        livemode=hold.livemode,
+        currency=hold.currency,
+        amount=amount,
+        source_id=hold.source_account_id,
+        destination_id=hold.destination_account_id,
+        postings=postings,
+        locked=accounts,
+        hold_id=hold.id,
+    )
+    save_hold(uow, captured, now, capture_transfer_id=record.id)
+    view = _view(uow, hold.id)
+    emit(uow, "hold.captured", hold.livemode, wire(view))
+    return view
+
+
+def void_hold(uow: UnitOfWork, principal: Principal, hold_id: str) -> HoldView:
+    hold, accounts = _locked_hold(uow, principal, hold_id, payee_only=False)
+    now = uow.clock.now()
+    voided = hold_rules.void(hold, now)
+    save_accounts(uow, [ledger.release(accounts[hold.source_account_id], hold.amount)])
+    save_hold(uow, voided, now)
+    view = _view(uow, hold.id)
+    emit(uow, "hold.voided", hold.livemode, wire(view))
+    return view
+
+
+def expire_holds(uow: UnitOfWork, *, batch_size_max: int = EXPIRE_BATCH_MAX) -> int:
+    """Release pending holds whose deadline has passed; returns how many expired."""
+    now = uow.clock.now()
+    h = schema.holds
+    due = [
+        row.id
+        for row in uow.execute(
+            select(h.c.id)
+            .where(h.c.status == HoldStatus.PENDING.value, h.c.expires_at < now)
+            .order_by(h.c.id)
+            .limit(batch_size_max)
+        )
+    ]
+    for hold_id in due:
+        hold, _row = load_hold(uow, hold_id, lock=True)
+        if not hold_rules.is_expired(hold, now):
+            continue
+        source = load_accounts(uow, [hold.source_account_id], lock=True)
+        save_accounts(uow, [ledger.release(source[hold.source_account_id], hold.amount)])
+        save_hold(uow, hold_rules.expire(hold, now), now)
+        emit(uow, "hold.expired", hold.livemode, wire(_view(uow, hold.id)))
+    return len(due)
+
+
+def refund(
+    uow: UnitOfWork,
+    principal: Principal,
+    *,
+    hold_id: Any,
+    amount: Any = None,
+    reason: str | None = None,
+) -> RefundRecord:
+    """Give captured money back to the payer, with the fee's share returned too."""
+    if not isinstance(hold_id, str):
+        raise InvalidRequest("hold must be a hold id", code="parameter_missing", param="$.hold")
+    hold, accounts = _locked_hold(uow, principal, hold_id, payee_only=True)
+    amount = hold.refundable_amount if amount is None else parse_amount(amount)
+    if amount == 0:
+        amount = parse_amount(amount)  # nothing left to refund: the same clear error
+    if reason is not None and len(reason) > 64:
+        raise InvalidRequest("reason is at most 64 characters", param="$.reason")
+    after, postings = refund_postings(hold, amount, _fee_account(accounts))
+    refund_id = new_id("ref")
+    now = uow.clock.now()
+    record = post_transfer(
+        uow,
+        kind=TransferKind.REFUND,
+        livemode=hold.livemode,
+        currency=hold.currency,
+        amount=amount,
+        source_id=hold.destination_account_id,
+        destination_id=hold.source_account_id,
+        postings=postings,
+        locked=accounts,
+        hold_id=hold.id,
+        refund_id=refund_id,
+    )
+    refund_record = RefundRecord(
+        refund_id, hold.livemode, hold.id, hold.currency, amount, reason, record.id, now
+    )
+    uow.execute(
+        insert(schema.refunds).values(
+            id=refund_id,
+            livemode=hold.livemode,
+            hold_id=hold.id,
+            currency=hold.currency,
+            amount=amount,
+            reason=reason,
+            transfer_id=record.id,
+            created_at=now,
+        )
+    )
+    save_hold(uow, after, now)
+    emit(uow, "refund.created", hold.livemode, wire(refund_record))
+    return refund_record
+
+
+def get_hold(uow: UnitOfWork, principal: Principal, hold_id: str) -> HoldView:
+    view = _view(uow, hold_id)
+    accounts = load_accounts(
+        uow, [view.hold.source_account_id, view.hold.destination_account_id], lock=False
+    )
+    if view.hold.livemode != principal.livemode or not access.visible(principal, accounts.values()):
+        raise NotFound(f"no such hold: {hold_id}", param="$.hold")
+    return view
+
+
+def list_holds(
+    uow: UnitOfWork,
+    principal: Principal,
+    *,
+    limit: int | None,
+    starting_after: str | None,
+    status: str | None = None,
+) -> Page:
+    h = schema.holds
+    conditions = [h.c.livemode == principal.livemode]
+    owned = access.owned_account_ids(uow, principal)
+    if owned is not None:
+        conditions.append(
+            or_(h.c.source_account_id.in_(owned), h.c.destination_account_id.in_(owned))
+        )
+    if status is not None:
+        if status not in {s.value for s in HoldStatus}:
+            raise InvalidRequest("unknown hold status", param="$.status")
+        conditions.append(h.c.status == status)
+    rows, has_more = page_rows(uow, h, conditions, limit=limit, starting_after=starting_after)
+    return Page(
+        [
+            HoldView(hold_from_row(row), row.created_at, row.capture_transfer_id, row.description)
+            for row in rows
+        ],
+        has_more,
+    )

@@ -1,0 +1,75 @@
+"""Engines for SQLite (embedded default) and PostgreSQL (production), set up for money.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is on disk when it returns),
+foreign keys on, and a busy timeout. Writing transactions start with ``BEGIN IMMEDIATE``
+so that two writers never both read and then collide on upgrade; read-only transactions
+start with a plain ``BEGIN`` and read a snapshot without blocking writers.
+
+PostgreSQL uses psycopg 3 at READ COMMITTED; services lock the rows they change with
+``SELECT … FOR UPDATE`` in id order, so concurrent transfers queue instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+__all__ = ["make_engine", "normalise_url"]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` and pick the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 20, sqlite_synchronous: str = "FULL") -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, sqlite_synchronous)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        isolation_level="READ COMMITTED",
+    )
+
+
+def _sqlite_engine(url: str, synchronous: str) -> Engine:
+    if synchronous not in {"FULL", "EXTRA", "NORMAL"}:
+        raise ValueError("sqlite synchronous must be FULL, EXTRA or NORMAL")
+    memory = url in {"sqlite://", "sqlite:///:memory:"}
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        # Each thread gets its own connection; SQLite connections are cheap to open and a
+        # pool adds nothing but cross-thread hand-offs. An in-memory database must share one.
+        poolclass=NullPool if not memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module: we issue BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        read_only = connection.info.get("paywarden_read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,252 @@
+"""Reading and writing ledger rows. Locks are taken in id order to avoid deadlocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from paywarden.adapters.ids import new_id
+from paywarden.kernel.errors import NotFound
+from paywarden.kernel.invariant import invariant
+from paywarden.payments.holds import Hold, HoldStatus
+from paywarden.payments.ledger import Account, AccountKind, Posting
+from paywarden.store import schema
+from paywarden.store.unit_of_work import UnitOfWork
+
+__all__ = [
+    "account_from_row",
+    "create_account",
+    "hold_from_row",
+    "insert_hold",
+    "insert_transfer",
+    "load_accounts",
+    "load_hold",
+    "save_accounts",
+    "save_hold",
+    "system_account",
+]
+
+A = schema.accounts
+H = schema.holds
+
+
+def account_from_row(row: Any) -> Account:
+    return Account(
+        id=row.id,
+        kind=AccountKind(row.kind),
+        currency=row.currency,
+        non_negative=bool(row.non_negative),
+        posted=int(row.posted),
+        pending_out=int(row.pending_out),
+        livemode=bool(row.livemode),
+        owner_id=row.owner_id,
+    )
+
+
+def create_account(
+    uow: UnitOfWork,
+    *,
+    kind: AccountKind,
+    currency: str,
+    livemode: bool,
+    owner_id: str | None,
+    non_negative: bool,
+) -> Account:
+    account = Account(
+        id=new_id("acct"),
+        kind=kind,
+        currency=currency,
+        non_negative=non_negative,
+        posted=0,
+        pending_out=0,
+        livemode=livemode,
+        owner_id=owner_id,
+    )
+    uow.execute(
+        insert(A).values(
+            id=account.id,
+            livemode=livemode,
+            kind=kind.value,
+            currency=currency,
+            owner_id=owner_id,
+            non_negative=non_negative,
+            posted=0,
+            pending_out=0,
+            created_at=uow.clock.now(),
+        )
+    )
+    return account
+
+
+def system_account(uow: UnitOfWork, kind: AccountKind, currency: str, livemode: bool) -> str:
+    """The id of the platform's own account of ``kind`` in ``currency``, created on first use.
+
+    Concurrent first uses race on the unique ``system_key``; ``ON CONFLICT DO NOTHING`` lets
+    the loser read the winner's row instead of failing.
+    """
+    key = f"{kind.value}:{currency}:{'live' if livemode else 'test'}"
+    found = uow.execute(select(A.c.id).where(A.c.system_key == key)).scalar_one_or_none()
+    if found is not None:
+        return str(found)
+    values = {
+        "id": new_id("acct"),
+        "livemode": livemode,
+        "kind": kind.value,
+        "currency": currency,
+        "owner_id": None,
+        "system_key": key,
+        "non_negative": kind not in {AccountKind.EXTERNAL_FUNDING, AccountKind.CLEARING},
+        "posted": 0,
+        "pending_out": 0,
+        "created_at": uow.clock.now(),
+    }
+    dialect_insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
+    uow.execute(dialect_insert(A).values(**values).on_conflict_do_nothing())
+    return str(uow.execute(select(A.c.id).where(A.c.system_key == key)).scalar_one())
+
+
+def load_accounts(
+    uow: UnitOfWork, ids: Iterable[str], *, lock: bool, livemode: bool | None = None
+) -> dict[str, Account]:
+    """Load accounts by id, locked for update in id order when ``lock``; all must exist."""
+    wanted = sorted(set(ids))
+    query = select(A).where(A.c.id.in_(wanted)).order_by(A.c.id)
+    if lock:
+        query = query.with_for_update()
+    found = {row.id: account_from_row(row) for row in uow.execute(query)}
+    for account_id in wanted:
+        account = found.get(account_id)
+        if account is None or (livemode is not None and account.livemode != livemode):
+            raise NotFound(f"no such account: {account_id}", param="$.account")
+    return found
+
+
+def save_accounts(uow: UnitOfWork, accounts: Iterable[Account]) -> None:
+    for account in accounts:
+        result = uow.execute(
+            update(A)
+            .where(A.c.id == account.id)
+            .values(posted=account.posted, pending_out=account.pending_out)
+        )
+        invariant(result.rowcount == 1, f"account {account.id} vanished during a transfer")
+
+
+def insert_transfer(
+    uow: UnitOfWork,
+    *,
+    kind: str,
+    livemode: bool,
+    currency: str,
+    amount: int,
+    source_account_id: str,
+    destination_account_id: str,
+    postings: Sequence[Posting],
+    now: datetime,
+    hold_id: str | None = None,
+    refund_id: str | None = None,
+    top_up_id: str | None = None,
+    description: str | None = None,
+) -> str:
+    transfer_id = new_id("txf")
+    uow.execute(
+        insert(schema.transfers).values(
+            id=transfer_id,
+            livemode=livemode,
+            kind=kind,
+            currency=currency,
+            amount=amount,
+            source_account_id=source_account_id,
+            destination_account_id=destination_account_id,
+            hold_id=hold_id,
+            refund_id=refund_id,
+            top_up_id=top_up_id,
+            description=description,
+            created_at=now,
+        )
+    )
+    uow.execute(
+        insert(schema.postings),
+        [
+            {
+                "transfer_id": transfer_id,
+                "account_id": p.account_id,
+                "currency": p.currency,
+                "amount": p.amount,
+                "created_at": now,
+            }
+            for p in postings
+        ],
+    )
+    uow.wrote_transfer(transfer_id)
+    return transfer_id
+
+
+def hold_from_row(row: Any) -> Hold:
+    return Hold(
+        id=row.id,
+        livemode=bool(row.livemode),
+        source_account_id=row.source_account_id,
+        destination_account_id=row.destination_account_id,
+        currency=row.currency,
+        amount=int(row.amount),
+        status=HoldStatus(row.status),
+        expires_at=row.expires_at,
+        captured_amount=int(row.captured_amount),
+        refunded_amount=int(row.refunded_amount),
+        fee_amount=int(row.fee_amount),
+        fee_refunded=int(row.fee_refunded),
+    )
+
+
+def load_hold(uow: UnitOfWork, hold_id: str, *, lock: bool) -> tuple[Hold, Any]:
+    query = select(H).where(H.c.id == hold_id)
+    if lock:
+        query = query.with_for_update()
+    row = uow.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(f"no such hold: {hold_id}", param="$.hold")
+    return hold_from_row(row), row
+
+
+def insert_hold(uow: UnitOfWork, hold: Hold, description: str | None, now: datetime) -> None:
+    uow.execute(
+        insert(H).values(
+            id=hold.id,
+            livemode=hold.livemode,
+            source_account_id=hold.source_account_id,
+            destination_account_id=hold.destination_account_id,
+            currency=hold.currency,
+            amount=hold.amount,
+            status=hold.status.value,
+            captured_amount=0,
+            refunded_amount=0,
+            fee_amount=0,
+            fee_refunded=0,
+            description=description,
+            expires_at=hold.expires_at,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def save_hold(
+    uow: UnitOfWork, hold: Hold, now: datetime, capture_transfer_id: str | None = None
+) -> None:
+    values: dict[str, Any] = {
+        "status": hold.status.value,
+        "captured_amount": hold.captured_amount,
+        "refunded_amount": hold.refunded_amount,
+        "fee_amount": hold.fee_amount,
+        "fee_refunded": hold.fee_refunded,
+        "updated_at": now,
+    }
+    if capture_transfer_id is not None:
+        values["capture_transfer_id"] = capture_transfer_id
+    result = uow.execute(update(H).where(H.c.id == hold.id).values(**values))
+    invariant(result.rowcount == 1, f"hold {hold.id} vanished")

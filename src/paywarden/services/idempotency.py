@@ -174,8 +174,9 @@ def _insert(
             expires_at=now + retention,
         )
         .on_conflict_do_nothing()
+        .returning(KEYS.c.id)
     )
-    return bool(result.rowcount == 1)
+    return result.first() is not None
 
 
 def _take_over(

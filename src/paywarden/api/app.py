@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 import paywarden
@@ -21,6 +25,7 @@ from paywarden.api.routes import router
 from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
+from paywarden.services import holds, idempotency
 from paywarden.store import migrate
 from paywarden.store.engine import make_engine
 from paywarden.store.unit_of_work import Store
@@ -44,8 +49,14 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        store.engine.dispose()
+        task = asyncio.create_task(_maintain(runtime))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            store.engine.dispose()
 
     app = FastAPI(
         title="paywarden", version=paywarden.__version__, description=DESCRIPTION, lifespan=lifespan
@@ -59,6 +70,22 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, body_bytes_max=settings.body_bytes_max)
     app.add_middleware(RequestId)
     return app
+
+
+log = logging.getLogger("paywarden")
+
+
+async def _maintain(runtime: Runtime) -> None:
+    """Release holds past their deadline and forget idempotency keys past retention, every
+    ``hold_expiry_interval_s``. Errors are logged and retried next round: the work is
+    idempotent and a missed round only delays it."""
+    while True:
+        await asyncio.sleep(runtime.settings.hold_expiry_interval_s)
+        try:
+            await run_in_threadpool(runtime.store.run, holds.expire_holds)
+            await run_in_threadpool(runtime.store.run, idempotency.purge_expired)
+        except Exception:
+            log.exception("maintenance round failed; retrying next round")
 
 
 def _add_operational_routes(app: FastAPI, runtime: Runtime, registry: CollectorRegistry) -> None:

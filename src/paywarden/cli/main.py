@@ -142,6 +142,22 @@ def serve(
     )
 
 
+@app.command("admin-key")
+def admin_key(
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    live: Annotated[bool, typer.Option("--live", help="a live-mode key")] = False,
+) -> None:
+    """Issue a new admin key (for example when the first one was lost); shown once."""
+    from paywarden.kernel.principals import PrincipalType  # noqa: PLC0415
+    from paywarden.services.identity import issue_key  # noqa: PLC0415
+
+    rt = _runtime(config, database_url)
+    key = rt.store.run(lambda uow: issue_key(uow, PrincipalType.ADMIN, None, live))
+    console.print(f"admin key ({'live' if live else 'test'} mode), shown only this once:")
+    console.print(f"  {key.secret}", soft_wrap=True)
+
+
 @accounts_app.command("list")
 def accounts_list(
     config: ConfigOption = None,

@@ -8,6 +8,7 @@ names below (``database_url = "sqlite:///data/paywarden.db"``). Environment vari
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,8 @@ from pydantic_settings import (
 __all__ = ["Settings", "load_settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///paywarden-data/paywarden.db"
+# The TOML file of the settings being loaded; a context variable, not the environment.
+_CONFIG_FILE: ContextVar[str | None] = ContextVar("paywarden_config_file", default=None)
 
 
 class Settings(BaseSettings):
@@ -58,20 +61,22 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("PAYWARDEN_CONFIG")
+        config_file = _CONFIG_FILE.get() or os.environ.get("PAYWARDEN_CONFIG")
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment, the TOML file, then explicit overrides."""
-    if config_file is not None:
-        if not config_file.is_file():
-            raise FileNotFoundError(f"no config file at {config_file}")
-        os.environ["PAYWARDEN_CONFIG"] = str(config_file)
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    path = os.environ.get("PAYWARDEN_CONFIG")
-    if path:
-        settings.config_file = Path(path)
+    """Settings from explicit overrides, then the environment, then the TOML file
+    (``config_file``, else ``PAYWARDEN_CONFIG``). The environment is not modified."""
+    path = config_file or (Path(p) if (p := os.environ.get("PAYWARDEN_CONFIG")) else None)
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"no config file at {path}")
+    token = _CONFIG_FILE.set(str(path) if path else None)
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _CONFIG_FILE.reset(token)
+    settings.config_file = path
     return settings

@@ -203,15 +203,17 @@ def expire_holds(uow: UnitOfWork, *, batch_size_max: int = EXPIRE_BATCH_MAX) -> 
             .limit(batch_size_max)
         )
     ]
+    expired = 0
     for hold_id in due:
         hold, _row = load_hold(uow, hold_id, lock=True)
         if not hold_rules.is_expired(hold, now):
-            continue
+            continue  # captured or voided since we looked
+        expired += 1
         source = load_accounts(uow, [hold.source_account_id], lock=True)
         save_accounts(uow, [ledger.release(source[hold.source_account_id], hold.amount)])
         save_hold(uow, hold_rules.expire(hold, now), now)
         emit(uow, "hold.expired", hold.livemode, wire(_view(uow, hold.id)))
-    return len(due)
+    return expired
 
 
 def refund(

@@ -30,19 +30,24 @@ _MAGIC_DECLINES = {
     "4000000000000069": "expired_card",
     "4000000000000119": "processing_error",
 }
+# Brand by leading digits: (lowest prefix, highest prefix, brand), compared on equal length.
 _BRANDS = (
-    ("4", "visa"),
-    ("51", "mastercard"),
-    ("52", "mastercard"),
-    ("53", "mastercard"),
-    ("54", "mastercard"),
-    ("55", "mastercard"),
-    ("2", "mastercard"),
-    ("34", "amex"),
-    ("37", "amex"),
-    ("62", "unionpay"),
-    ("6", "discover"),
+    ("4", "4", "visa"),
+    ("51", "55", "mastercard"),
+    ("2221", "2720", "mastercard"),
+    ("34", "34", "amex"),
+    ("37", "37", "amex"),
+    ("62", "62", "unionpay"),
+    ("6011", "6011", "discover"),
+    ("65", "65", "discover"),
 )
+
+
+def _brand(digits: str) -> str:
+    for low, high, name in _BRANDS:
+        if low <= digits[: len(low)] <= high:
+            return name
+    return "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +100,7 @@ def authorize_card(
     if decline is None and (exp_year, exp_month) < (now.year, now.month):
         decline = "expired_card"
     digest = hmac.new(token_key, digits.encode(), hashlib.sha256).hexdigest()
-    brand = next((name for prefix, name in _BRANDS if digits.startswith(prefix)), "unknown")
+    brand = _brand(digits)
     return CardResult(
         approved=decline is None,
         decline_code=decline,

@@ -1,0 +1,100 @@
+"""First-version risk rules: each one at its threshold, and thresholds as data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from paywarden.authorization.risk import (
+    Action,
+    RiskConfig,
+    RiskInputs,
+    RiskSignal,
+    agent_velocity,
+    amount_outlier,
+    assess,
+    mandate_velocity,
+    new_merchant,
+    recent_failures,
+)
+from paywarden.kernel.errors import InvariantViolation
+
+NOW = datetime(2026, 4, 15, 12, 0, tzinfo=UTC)
+CONFIG = RiskConfig()
+
+
+def ago(*seconds: int) -> tuple[datetime, ...]:
+    return tuple(NOW - timedelta(seconds=s) for s in seconds)
+
+
+def test_agent_velocity_steps_up_at_ten_an_hour_and_denies_at_thirty() -> None:
+    assert agent_velocity(RiskInputs(agent_payment_times=ago(*range(9))), 1, NOW, CONFIG) is None
+    ten = RiskInputs(agent_payment_times=ago(*range(10)))
+    assert agent_velocity(ten, 1, NOW, CONFIG) == RiskSignal("risk_agent_velocity", Action.STEP_UP)
+    thirty = RiskInputs(agent_payment_times=ago(*range(30)))
+    assert agent_velocity(thirty, 1, NOW, CONFIG) == RiskSignal("risk_agent_velocity", Action.DENY)
+
+
+def test_only_payments_inside_the_window_count() -> None:
+    # Exactly one window ago is outside (the window is (now - window, now]).
+    old = RiskInputs(mandate_payment_times=ago(600, 601, 5000))
+    assert mandate_velocity(old, 1, NOW, CONFIG) is None
+    recent = RiskInputs(mandate_payment_times=ago(599, 1, 0))
+    assert mandate_velocity(recent, 1, NOW, CONFIG) == RiskSignal(
+        "risk_mandate_velocity", Action.STEP_UP
+    )
+
+
+def test_an_amount_far_above_the_median_steps_up() -> None:
+    history = RiskInputs(mandate_amounts=(1000, 1200, 900, 1100, 1000))  # median 1000
+    assert amount_outlier(history, 3000, NOW, CONFIG) is None  # exactly 3x
+    assert amount_outlier(history, 3001, NOW, CONFIG) == RiskSignal(
+        "risk_amount_outlier", Action.STEP_UP
+    )
+    short = RiskInputs(mandate_amounts=(10, 10, 10, 10))
+    assert amount_outlier(short, 10**9, NOW, CONFIG) is None  # too little history to judge
+    even = RiskInputs(mandate_amounts=(100, 100, 101, 101, 500, 500))  # median (101+101)//2
+    assert amount_outlier(even, 303, NOW, CONFIG) is None
+    assert amount_outlier(even, 304, NOW, CONFIG) is not None
+
+
+def test_a_new_merchant_steps_up_unless_configured_off() -> None:
+    new = RiskInputs(merchant_is_new=True)
+    assert new_merchant(new, 1, NOW, CONFIG) == RiskSignal("risk_new_merchant", Action.STEP_UP)
+    assert new_merchant(new, 1, NOW, RiskConfig(new_merchant_step_up=False)) is None
+    assert new_merchant(RiskInputs(), 1, NOW, CONFIG) is None
+
+
+def test_recent_failures_step_up_then_deny() -> None:
+    assert recent_failures(RiskInputs(failure_times=ago(1, 2)), 1, NOW, CONFIG) is None
+    three = RiskInputs(failure_times=ago(1, 2, 3))
+    assert recent_failures(three, 1, NOW, CONFIG) == RiskSignal(
+        "risk_recent_failures", Action.STEP_UP
+    )
+    strict = RiskConfig(failure_step_up_min=1, failure_deny_min=3)
+    assert recent_failures(three, 1, NOW, strict) == RiskSignal("risk_recent_failures", Action.DENY)
+
+
+def test_assess_runs_every_rule_and_sorts_the_signals() -> None:
+    inputs = RiskInputs(
+        agent_payment_times=ago(*range(30)), merchant_is_new=True, failure_times=ago(1, 2, 3)
+    )
+    assert assess(inputs, 1, NOW, CONFIG) == [
+        RiskSignal("risk_agent_velocity", Action.DENY),
+        RiskSignal("risk_new_merchant", Action.STEP_UP),
+        RiskSignal("risk_recent_failures", Action.STEP_UP),
+    ]
+    assert assess(RiskInputs(), 1, NOW, CONFIG) == []
+
+
+def test_history_beyond_the_bound_is_a_bug_in_the_caller() -> None:
+    with pytest.raises(InvariantViolation):
+        assess(RiskInputs(mandate_amounts=(1,) * 11), 1, NOW, RiskConfig(history_size_max=10))
+
+
+def test_a_config_that_denies_before_it_steps_up_is_refused() -> None:
+    with pytest.raises(InvariantViolation):
+        RiskConfig(agent_step_up_min=5, agent_deny_min=4)
+    with pytest.raises(InvariantViolation):
+        RiskConfig(mandate_window_s=0)

@@ -15,17 +15,22 @@ from paywarden.kernel.invariant import invariant
 from paywarden.payments.holds import Hold, HoldStatus
 from paywarden.payments.ledger import Posting
 
-__all__ = ["refund_postings"]
+__all__ = ["refund_postings", "require_captured"]
 
 
-def refund_postings(hold: Hold, amount: int, fee_account_id: str) -> tuple[Hold, list[Posting]]:
-    """The hold after refunding ``amount``, and the refund transfer's postings."""
+def require_captured(hold: Hold) -> None:
+    """Only a captured (posted) hold has anything to refund."""
     if hold.status is not HoldStatus.POSTED:
         raise Conflict(
             f"hold {hold.id} is {hold.status.value}: only a captured hold can be refunded",
             code="hold_not_captured",
             param="$.hold",
         )
+
+
+def refund_postings(hold: Hold, amount: int, fee_account_id: str) -> tuple[Hold, list[Posting]]:
+    """The hold after refunding ``amount``, and the refund transfer's postings."""
+    require_captured(hold)
     if amount > hold.refundable_amount:
         raise Unprocessable(
             f"cannot refund {amount}: {hold.refundable_amount} of the capture remains refundable",

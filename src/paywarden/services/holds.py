@@ -15,7 +15,7 @@ from paywarden.payments import holds as hold_rules
 from paywarden.payments import ledger
 from paywarden.payments.holds import Hold, HoldStatus
 from paywarden.payments.ledger import Account, AccountKind, TransferKind
-from paywarden.payments.refunds import refund_postings
+from paywarden.payments.refunds import refund_postings, require_captured
 from paywarden.services import access
 from paywarden.services.ledger import own_account, post_transfer, resolve_account
 from paywarden.services.listing import page_rows
@@ -228,6 +228,7 @@ def refund(
     if not isinstance(hold_id, str):
         raise InvalidRequest("hold must be a hold id", code="parameter_missing", param="$.hold")
     hold, accounts = _locked_hold(uow, principal, hold_id, payee_only=True)
+    require_captured(hold)
     amount = hold.refundable_amount if amount is None else parse_amount(amount)
     if amount == 0:
         amount = parse_amount(amount)  # nothing left to refund: the same clear error

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import StaticPool
 
 __all__ = ["make_engine", "normalise_url"]
 
@@ -33,7 +33,7 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, *, pool_size: int = 20, sqlite_synchronous: str = "FULL") -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        return _sqlite_engine(url, sqlite_synchronous)
+        return _sqlite_engine(url, sqlite_synchronous, pool_size)
     return create_engine(
         url,
         pool_size=pool_size,
@@ -43,16 +43,21 @@ def make_engine(url: str, *, pool_size: int = 20, sqlite_synchronous: str = "FUL
     )
 
 
-def _sqlite_engine(url: str, synchronous: str) -> Engine:
+def _sqlite_engine(url: str, synchronous: str, pool_size: int) -> Engine:
     if synchronous not in {"FULL", "EXTRA", "NORMAL"}:
         raise ValueError("sqlite synchronous must be FULL, EXTRA or NORMAL")
     memory = url in {"sqlite://", "sqlite:///:memory:"}
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        # Each thread gets its own connection; SQLite connections are cheap to open and a
-        # pool adds nothing but cross-thread hand-offs. An in-memory database must share one.
-        poolclass=NullPool if not memory else None,
+        # Keep connections open in a pool: in WAL mode the last connection to close runs a
+        # checkpoint, which would otherwise happen after every transaction. A connection
+        # serves one thread at a time, handed over by the pool.
+        **(
+            {"poolclass": StaticPool}
+            if memory
+            else {"pool_size": pool_size, "max_overflow": pool_size}
+        ),
     )
 
     @event.listens_for(engine, "connect")

@@ -28,6 +28,7 @@ from paywarden.kernel.clock import FakeClock
 from paywarden.services import platform
 from paywarden.store import migrate
 from paywarden.store.engine import make_engine, normalise_url
+from paywarden.store.schema import metadata
 from paywarden.store.unit_of_work import Store
 
 PG_URL = os.environ.get("PAYWARDEN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -139,8 +140,6 @@ def pg_database() -> Iterator[str]:
 
 
 def truncate_all(store: Store) -> None:
-    from paywarden.store.schema import metadata
-
     with store.engine.begin() as connection:
         if store.dialect == "postgresql":
             names = ", ".join(table.name for table in metadata.sorted_tables)

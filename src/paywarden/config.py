@@ -7,12 +7,15 @@ names below (``database_url = "sqlite:///data/paywarden.db"``). Environment vari
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import secrets
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "create_master_key_file", "load_master_key", "load_settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///paywarden-data/paywarden.db"
 # The TOML file of the settings being loaded; a context variable, not the environment.
@@ -50,6 +53,13 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     config_file: Path | None = Field(None, description="the TOML file these came from")
+    master_key_file: Path = Field(
+        Path("paywarden-data/master.key"),
+        description="the master key sealing the platform's signing keys (made by `migrate`)",
+    )
+    master_key: SecretStr | None = Field(
+        None, description="PAYWARDEN_MASTER_KEY: base64url of 32 bytes; wins over the file"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -80,3 +90,46 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         _CONFIG_FILE.reset(token)
     settings.config_file = path
     return settings
+
+
+MASTER_KEY_BYTES = 32
+
+
+def load_master_key(settings: Settings) -> bytes:
+    """The 32-byte master key: ``PAYWARDEN_MASTER_KEY`` if set, else ``master_key_file``.
+    Raises ``FileNotFoundError`` (run ``paywarden migrate``) or ``ValueError``."""
+    if settings.master_key is not None:
+        return _decode_master_key(settings.master_key.get_secret_value(), "PAYWARDEN_MASTER_KEY")
+    path = settings.master_key_file
+    if not path.is_file():
+        raise FileNotFoundError(f"no master key at {path}: `paywarden migrate` creates one")
+    return _decode_master_key(path.read_text(encoding="ascii"), str(path))
+
+
+def create_master_key_file(path: Path) -> bool:
+    """Write a new random master key to ``path`` (mode 0600) unless a file is there already;
+    whether one was written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    encoded = base64.urlsafe_b64encode(secrets.token_bytes(MASTER_KEY_BYTES)).rstrip(b"=")
+    with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)  # whatever the umask
+        file.write(encoded + b"\n")
+        file.flush()
+        os.fsync(file.fileno())
+    return True
+
+
+def _decode_master_key(text: str, source: str) -> bytes:
+    value = text.strip()
+    try:
+        key = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        key = b""
+    canonical = base64.urlsafe_b64encode(key).rstrip(b"=").decode("ascii")
+    if len(key) != MASTER_KEY_BYTES or canonical != value.rstrip("="):
+        raise ValueError(f"{source}: the master key must be base64url of {MASTER_KEY_BYTES} bytes")
+    return key

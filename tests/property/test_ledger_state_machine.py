@@ -772,6 +772,8 @@ class LedgerMachine(RuleBasedStateMachine):
         expected: Expected = None
         if hold.status != "posted":
             expected = (Conflict, "hold_not_captured")
+        elif amount is None and refundable == 0:
+            expected = (Unprocessable, "refund_exceeds_captured")
         elif effective > AMOUNT_MINOR_MAX or effective == 0:
             expected = (InvalidRequest, "invalid_amount")
         elif effective > refundable:

@@ -22,10 +22,11 @@ import paywarden
 from paywarden.api.http import error_response, request_id
 from paywarden.api.middleware import BodyLimit, Metrics, RequestId
 from paywarden.api.routes import router
+from paywarden.api.routes_agents import router as agents_router
 from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
-from paywarden.services import holds, idempotency
+from paywarden.services import agents, holds, idempotency, keys
 from paywarden.store import migrate
 from paywarden.store.engine import make_engine
 from paywarden.store.unit_of_work import Store
@@ -64,6 +65,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.runtime = runtime
     registry = CollectorRegistry()
     app.include_router(router)
+    app.include_router(agents_router)
     _add_operational_routes(app, runtime, registry)
     _add_error_handlers(app)
     app.add_middleware(Metrics, registry=registry)
@@ -84,6 +86,7 @@ async def _maintain(runtime: Runtime) -> None:
         try:
             await run_in_threadpool(runtime.store.run, holds.expire_holds)
             await run_in_threadpool(runtime.store.run, idempotency.purge_expired)
+            await run_in_threadpool(runtime.store.run, agents.purge_expired_nonces)
         except Exception:
             log.exception("maintenance round failed; retrying next round")
 
@@ -121,6 +124,16 @@ def _add_operational_routes(app: FastAPI, runtime: Runtime, registry: CollectorR
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/.well-known/jwks.json", tags=["operations"])
+    def jwks() -> Response:
+        """The platform's published signing keys (receipts, tokens, audit checkpoints)."""
+        body = runtime.store.run(keys.published_jwks, read_only=True)
+        return Response(
+            json.dumps(body),
+            media_type="application/json",
+            headers={"Cache-Control": "public, max-age=300"},
+        )
+
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PaywardenError)
@@ -152,7 +165,18 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
-        return error_response(
-            PaywardenError("an internal error occurred; it has been logged"),
-            request_id(request),
+        # Starlette answers this one outside the middleware stack, past RequestId.
+        req_id = request_id(request)
+        log.error(
+            "unexpected error in %s %s (%s)",
+            request.method,
+            request.url.path,
+            req_id,
+            exc_info=error,
         )
+        response = error_response(
+            PaywardenError("an internal error occurred; it has been logged"), req_id
+        )
+        if req_id:
+            response.headers["Request-Id"] = req_id
+        return response

@@ -20,19 +20,25 @@ from paywarden.api.runtime import Runtime
 from paywarden.kernel.errors import (
     AuthenticationFailed,
     InvalidRequest,
+    NotFound,
     PaywardenError,
     Unavailable,
 )
 from paywarden.kernel.principals import Principal
-from paywarden.services import idempotency, identity
+from paywarden.services import agents, idempotency, identity
 from paywarden.services.records import Page, wire
-from paywarden.store.unit_of_work import UnitOfWork
+from paywarden.store.unit_of_work import Store, UnitOfWork
+from paywarden.trust.keys import PublicKey
+from paywarden.trust.signatures import Policy, RequestParts, verify_request
 
 __all__ = ["authenticated", "error_response", "json_response", "list_body", "post", "read"]
 
 M = TypeVar("M", bound=BaseModel)
 VERSION_HEADER = "Paywarden-Version"
 JSON_DEPTH_MAX = 32
+PATH_LENGTH_MAX = 500  # the length of idempotency_keys.path
+AGENT_POLICY = Policy(allowed_tags=("agent-payer-auth", "web-bot-auth"))
+_AGENT_KEYS = agents.KeyCache()  # keyid -> parsed key; statuses are read on every request
 
 
 def runtime(request: Request) -> Runtime:
@@ -73,16 +79,23 @@ def json_response(status: int, text: str, *, version: str, replayed: bool = Fals
     return Response(text, status_code=status, headers=headers, media_type="application/json")
 
 
-async def authenticated(request: Request) -> tuple[Principal, str]:
-    """The principal behind the Bearer key, and the API version this request speaks."""
+async def authenticated(request: Request, *, allow_agents: bool = False) -> tuple[Principal, str]:
+    """The principal behind the Bearer key, and the API version this request speaks.
+
+    A request without an Authorization header but with a ``Signature-Input`` is an agent's
+    (RFC 9421); only routes that pass ``allow_agents`` accept it (see :func:`_signed_agent`).
+    """
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise AuthenticationFailed("send your secret key as `Authorization: Bearer pw_test_…`")
     store = runtime(request).store
-    principal = await run_in_threadpool(
-        store.run, lambda uow: identity.authenticate(uow, secret.strip()), read_only=True
-    )
+    if not header and "signature-input" in request.headers:
+        principal = await _signed_agent(request, allowed=allow_agents)
+    elif scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed("send your secret key as `Authorization: Bearer pw_test_…`")
+    else:
+        principal = await run_in_threadpool(
+            store.run, lambda uow: identity.authenticate(uow, secret.strip()), read_only=True
+        )
     version = request.headers.get(VERSION_HEADER) or principal.api_version
     if version not in identity.SUPPORTED_API_VERSIONS:
         supported = ", ".join(identity.SUPPORTED_API_VERSIONS)
@@ -92,6 +105,49 @@ async def authenticated(request: Request) -> tuple[Principal, str]:
             param=f"$.headers.{VERSION_HEADER}",
         )
     return principal, version
+
+
+async def _signed_agent(request: Request, *, allowed: bool) -> Principal:
+    """The agent whose RFC 9421 signature the request carries. The signature is verified,
+    then the key's status is checked and the nonce remembered in the store, before
+    idempotency and the effect; a replayed nonce is ``nonce_replayed`` on every node."""
+    if not allowed:
+        raise AuthenticationFailed(
+            "this route does not accept agent signatures; send a secret key as Bearer",
+            code="agent_not_allowed",
+        )
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    parts = RequestParts(
+        method=request.method,
+        scheme=request.url.scheme,
+        authority=request.headers.get("host", ""),
+        path=raw_path.decode("latin-1").partition("?")[0],
+        query=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=[
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw
+        ],
+        body=await request.body(),  # Starlette keeps it: post() reads it again
+    )
+    return await run_in_threadpool(_admit_agent, runtime(request).store, parts)
+
+
+def _admit_agent(store: Store, parts: RequestParts) -> Principal:
+    now = store.clock.now()
+
+    def load(keyid: str) -> PublicKey | None:
+        return store.run(lambda uow: agents.key_material(uow, keyid), read_only=True)
+
+    verified = verify_request(
+        parts,
+        keys=lambda keyid: _AGENT_KEYS.get(keyid, lambda: load(keyid)),
+        now=now,
+        policy=AGENT_POLICY,
+    )
+    return store.run(
+        lambda uow: agents.admit_signed_request(
+            uow, verified, now=now, max_age=AGENT_POLICY.max_age
+        )
+    )
 
 
 def _depth(value: Any) -> int:
@@ -122,7 +178,40 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(
             f"the body nests deeper than {JSON_DEPTH_MAX} levels", code="invalid_json"
         )
+    try:  # Python's parser lets through what JSON forbids and later steps choke on
+        json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+    except ValueError:  # NaN/Infinity (or 1e999), or an unpaired surrogate escape
+        raise InvalidRequest(
+            "the body holds NaN, Infinity or an unpaired \\u surrogate", code="invalid_json"
+        ) from None
+    at = _nul_path(body)
+    if at is not None:
+        raise InvalidRequest(f"{at[2:]} holds a NUL character", code="invalid_value", param=at)
     return body
+
+
+def _nul_path(value: Any) -> str | None:
+    """The JSON path of the first string or key holding NUL, which PostgreSQL text refuses."""
+    stack: list[tuple[Any, str]] = [(value, "$")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return path
+        if isinstance(item, dict):
+            for name, child in item.items():
+                if "\x00" in name:
+                    return path
+                stack.append((child, f"{path}.{name}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+    return None
+
+
+def refuse_nul(request: Request) -> None:
+    """NUL in the (decoded) path or query would reach PostgreSQL, which refuses it."""
+    texts = [request.url.path, *(t for pair in request.query_params.multi_items() for t in pair)]
+    if any("\x00" in text for text in texts):
+        raise InvalidRequest("the path or query holds a NUL character", code="invalid_value")
 
 
 def _json_path(location: tuple[int | str, ...]) -> str:
@@ -158,6 +247,9 @@ async def post(
     response with the effect in one transaction, or replay what the key already holds."""
     principal, version = await authenticated(request)
     key = idempotency.check_key(request.headers.get("idempotency-key"))
+    refuse_nul(request)
+    if len(request.url.path) > PATH_LENGTH_MAX:  # no id is that long; the key could not be kept
+        raise NotFound("no such object: the path is too long to name one")
     raw = parse_json_object(await request.body())
     rt = runtime(request)
     scope = idempotency.Scope(principal.scope, "POST", request.url.path, key)
@@ -219,6 +311,7 @@ async def _release(rt: Runtime, scope: idempotency.Scope, claimed: idempotency.C
 async def read(request: Request, work: Callable[[UnitOfWork, Principal], Any]) -> Response:
     """Run one GET in a read-only transaction and render its record or page."""
     principal, version = await authenticated(request)
+    refuse_nul(request)
     store = runtime(request).store
     result = await run_in_threadpool(store.run, lambda uow: work(uow, principal), read_only=True)
     payload = list_body(result, request.url.path) if isinstance(result, Page) else wire(result)

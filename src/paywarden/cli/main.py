@@ -76,6 +76,7 @@ def migrate(config: ConfigOption = None, database_url: DatabaseOption = None) ->
     after = migrations.current_revision(rt.store.engine)
     console.print(f"schema: {before or 'empty'} → {after}")
     _show_admin_key(rt)
+    _ensure_master_key(rt.settings)
 
 
 def _show_admin_key(rt: Any) -> None:
@@ -126,6 +127,7 @@ def serve(
     )
     if not no_migrate:
         migrations.upgrade(rt.store.engine)
+        _ensure_master_key(rt.settings)
         _show_admin_key(rt)
     application = create_app(settings, rt.store)
     base = f"http://{settings.host}:{settings.port}"
@@ -250,6 +252,226 @@ def _admin(live: bool) -> Any:
     from paywarden.services.identity import API_VERSION  # noqa: PLC0415
 
     return Principal(PrincipalType.ADMIN, None, live, "key_cli", API_VERSION)
+
+
+# --- audit: `paywarden audit verify` -------------------------------------------------------
+
+audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+PublicKeyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--public-key",
+        help="KEY_ID=HEX Ed25519 checkpoint key (repeatable); default: the platform's own",
+    ),
+]
+
+
+@audit_app.command("verify")
+def audit_verify(
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    public_key: PublicKeyOption = None,
+) -> None:
+    """Verify every hash chain and checkpoint; exit 1 naming the first bad record."""
+    from sqlalchemy import inspect  # noqa: PLC0415
+
+    from paywarden.services import audit  # noqa: PLC0415
+    from paywarden.services import keys as key_service  # noqa: PLC0415
+
+    keys = _public_keys(public_key or [])
+    rt = _runtime(config, database_url)
+    if not inspect(rt.store.engine).has_table("audit_records"):
+        console.print("[red]this database has no audit log yet: run `paywarden migrate`[/]")
+        raise typer.Exit(2)
+    if not keys:  # by default, the platform's own checkpoint keys (public halves only)
+        keys = rt.store.run(key_service.audit_public_keys, read_only=True)
+    report = rt.store.run(lambda uow: audit.verify(uow, keys), read_only=True)
+    _print_audit_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _public_keys(options: list[str]) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    for option in options:
+        key_id, _, value = option.partition("=")
+        try:
+            keys[key_id] = bytes.fromhex(value)
+        except ValueError:
+            keys[key_id] = b""
+        if not key_id or len(keys[key_id]) != 32:
+            console.print(f"[red]--public-key {option!r}: expected KEY_ID=<64 hex digits>[/]")
+            raise typer.Exit(2)
+    return keys
+
+
+def _print_audit_report(report: Any) -> None:
+    from rich.markup import escape  # noqa: PLC0415
+
+    console.print(
+        f"audit log: {report.records} record(s) in {report.partitions} partition(s), "
+        f"{report.checkpoints} checkpoint(s)"
+    )
+    if report.signatures_unverified:
+        console.print(
+            f"[yellow]unverified signature: no platform keys yet[/] — the signatures of "
+            f"{report.signatures_unverified} checkpoint(s) were not checked (pass --public-key); "
+            "the hash chains and the checkpoints' heads were",
+            soft_wrap=True,
+        )
+    elif report.signatures_verified:
+        console.print(f"checkpoint signatures verified: {report.signatures_verified}")
+    if report.ok:
+        console.print("[green]the audit log verifies[/]")
+        return
+    console.print(f"[red]FAILED[/]: {len(report.problems)} problem(s)")
+    for number, problem in enumerate(report.problems):
+        if problem.checkpoint_id is not None:
+            where = f"checkpoint {problem.checkpoint_id}"
+        else:
+            label = "first bad record" if number == 0 else "bad record"
+            where = (
+                f"{label}: partition {problem.partition}, sequence {problem.sequence} "
+                f"(index {problem.index} in (partition, sequence) order)"
+            )
+        console.print(f"  {where}: {problem.kind.value}: {escape(problem.detail)}", soft_wrap=True)
+
+
+# --- keys: `paywarden keys rotate|list`, `paywarden verify RECEIPT` -------------------------
+
+keys_app = typer.Typer(help="The platform's signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+PURPOSES = ("receipt", "mandate_token", "audit_checkpoint", "cart")
+
+
+def _ensure_master_key(settings: Any) -> None:
+    from paywarden.config import create_master_key_file  # noqa: PLC0415
+
+    if settings.master_key is not None:
+        console.print("master key: from PAYWARDEN_MASTER_KEY")
+        return
+    path = settings.master_key_file
+    created = create_master_key_file(path)
+    console.print(
+        f"master key: {path.resolve()} ({'created, mode 0600' if created else 'present'})"
+    )
+    if created:
+        console.print("  back it up: without it the platform's signing keys cannot be opened")
+
+
+def _master_key(settings: Any) -> bytes:
+    from paywarden.config import load_master_key  # noqa: PLC0415
+
+    try:
+        return load_master_key(settings)
+    except (FileNotFoundError, ValueError) as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    purpose: Annotated[str, typer.Option(help=f"one of {', '.join(PURPOSES)}")],
+    overlap_days: Annotated[int, typer.Option(min=0, help="days the old key stays published")] = 30,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Make a new active key for PURPOSE; the old one is retired, published for the overlap,
+    and keeps verifying what it signed."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from paywarden.services import keys  # noqa: PLC0415
+    from paywarden.trust.custody import Purpose  # noqa: PLC0415
+
+    if purpose not in PURPOSES:
+        console.print(f"[red]--purpose must be one of {', '.join(PURPOSES)}[/]")
+        raise typer.Exit(2)
+    rt = _runtime(config, database_url)
+    master_key = _master_key(rt.settings)
+    record = rt.store.run(
+        lambda uow: keys.rotate(
+            uow,
+            Purpose(purpose),
+            master_key,
+            overlap=timedelta(days=overlap_days),
+            actor=_admin(False),
+        )
+    )
+    console.print(f"{purpose}: new active key {record.kid} ({record.alg})")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None, database_url: DatabaseOption = None) -> None:
+    """Every platform key with its status and publication window (no secrets)."""
+    from paywarden.kernel.clock import rfc3339  # noqa: PLC0415
+    from paywarden.services import keys  # noqa: PLC0415
+
+    rt = _runtime(config, database_url)
+    records = rt.store.run(keys.list_keys, read_only=True)
+    table = Table(title="platform keys")
+    for column in ("purpose", "kid", "alg", "status", "activated", "published until"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            r.purpose.value,
+            r.kid,
+            r.alg,
+            r.status.value,
+            rfc3339(r.activated_at) if r.activated_at else "",
+            rfc3339(r.publish_until) if r.publish_until else "",
+        )
+    console.print(table)
+
+
+@app.command("verify")
+def verify_receipt(
+    receipt: Annotated[str, typer.Argument(help="the receipt (compact JWS) or a file holding it")],
+    jwks: Annotated[
+        str | None,
+        typer.Option("--jwks", help="JWKS file or URL; default: this platform's database"),
+    ] = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Verify a signed receipt offline and print its claims; exit 1 if it does not verify."""
+    import json  # noqa: PLC0415
+    import os.path  # noqa: PLC0415
+
+    from paywarden.kernel.errors import InvalidRequest  # noqa: PLC0415
+    from paywarden.trust.receipts import verify_receipt as verify  # noqa: PLC0415
+
+    # os.path.isfile, unlike Path.is_file, says False to a token too long to be a file name.
+    token = Path(receipt).read_text("utf-8") if os.path.isfile(receipt) else receipt
+    key_set = _key_set(jwks, config, database_url)
+    try:
+        claims = verify(token.strip(), key_set)
+    except InvalidRequest as error:
+        console.print(f"[red]{error.message}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print_json(json.dumps(claims.claims()))
+    console.print("[green]the receipt verifies[/]")
+
+
+def _key_set(source: str | None, config: Path | None, database_url: str | None) -> Any:
+    """The JWK set to verify against: a file, a URL, or this platform's trusted keys."""
+    import json  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    if source is None:
+        from paywarden.services import keys  # noqa: PLC0415
+
+        return _runtime(config, database_url).store.run(keys.verification_keys, read_only=True)
+    try:
+        if source.startswith(("https://", "http://")):
+            response = httpx.get(source, timeout=10.0, follow_redirects=True)
+            response.raise_for_status()
+            return response.json()
+        return json.loads(Path(source).read_text("utf-8"))
+    except (OSError, ValueError, httpx.HTTPError) as error:
+        console.print(f"[red]cannot read the key set {source}: {error}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 
 from paywarden.kernel.errors import Unprocessable
@@ -68,6 +69,7 @@ class Account:
     pending_out: int
     livemode: bool
     owner_id: str | None = None
+    created_at: datetime | None = None
 
     @property
     def available(self) -> int:

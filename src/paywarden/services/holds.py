@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, or_, select
 
 from paywarden.adapters.ids import new_id
-from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied
+from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied, Unprocessable
 from paywarden.kernel.money import parse_amount, parse_currency
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.payments import holds as hold_rules
@@ -229,9 +229,13 @@ def refund(
         raise InvalidRequest("hold must be a hold id", code="parameter_missing", param="$.hold")
     hold, accounts = _locked_hold(uow, principal, hold_id, payee_only=True)
     require_captured(hold)
+    if amount is None and hold.refundable_amount == 0:
+        raise Unprocessable(
+            f"hold {hold.id} has been refunded in full already",
+            code="refund_exceeds_captured",
+            param="$.amount",
+        )
     amount = hold.refundable_amount if amount is None else parse_amount(amount)
-    if amount == 0:
-        amount = parse_amount(amount)  # nothing left to refund: the same clear error
     if reason is not None and len(reason) > 64:
         raise InvalidRequest("reason is at most 64 characters", param="$.reason")
     after, postings = refund_postings(hold, amount, _fee_account(accounts))

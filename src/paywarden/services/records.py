@@ -122,7 +122,7 @@ class Page:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _account(account: Account, created_at: datetime | None = None) -> dict[str, Any]:
+def _account(account: Account) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": account.id,
         "object": "account",
@@ -137,8 +137,8 @@ def _account(account: Account, created_at: datetime | None = None) -> dict[str, 
             "available": account.available,
         },
     }
-    if created_at is not None:
-        body["created"] = rfc3339(created_at)
+    if account.created_at is not None:
+        body["created"] = rfc3339(account.created_at)
     return body
 
 

@@ -45,6 +45,7 @@ def account_from_row(row: Any) -> Account:
         pending_out=int(row.pending_out),
         livemode=bool(row.livemode),
         owner_id=row.owner_id,
+        created_at=row.created_at,
     )
 
 
@@ -57,6 +58,7 @@ def create_account(
     owner_id: str | None,
     non_negative: bool,
 ) -> Account:
+    now = uow.clock.now()
     account = Account(
         id=new_id("acct"),
         kind=kind,
@@ -66,6 +68,7 @@ def create_account(
         pending_out=0,
         livemode=livemode,
         owner_id=owner_id,
+        created_at=now,
     )
     uow.execute(
         insert(A).values(
@@ -77,7 +80,7 @@ def create_account(
             non_negative=non_negative,
             posted=0,
             pending_out=0,
-            created_at=uow.clock.now(),
+            created_at=now,
         )
     )
     return account

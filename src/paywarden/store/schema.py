@@ -282,3 +282,53 @@ settings_table = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# The tamper-evident audit log (paywarden.trust.audit): one hash chain per partition, so that
+# concurrent writers lock different head rows; signed checkpoints over every chain's head.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("partition", Integer, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("actor_type", String(16), nullable=True),
+    Column("actor_id", String(40), nullable=True),
+    Column("subject_id", String(64), nullable=True, index=True),
+    Column("data", JSON, nullable=False),
+    Column("occurred_at", Instant(), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("partition", "sequence", name="uq_audit_records_partition_sequence"),
+    CheckConstraint("partition >= 0", name="partition_not_negative"),
+    CheckConstraint("sequence >= 1", name="sequence_positive"),
+)
+
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    # The row an append locks FOR UPDATE to take the next sequence of its partition.
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    CheckConstraint("last_sequence >= 0", name="last_sequence_not_negative"),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    _created(),
+    Column("heads", JSON, nullable=False),
+    # Unique: two checkpoints can never both follow the same one (no forks in the chain).
+    Column("prev_checkpoint_hash", String(64), nullable=False, unique=True),
+    Column("hash", String(64), nullable=False),
+    Column("key_id", String(100), nullable=False),
+    Column("signature", String(128), nullable=False),
+    CheckConstraint("id >= 1", name="id_positive"),
+)
+
+# Tables kept in their own modules register themselves on `metadata` when imported here.
+from paywarden.store import tables_agents, tables_keys  # noqa: E402,F401

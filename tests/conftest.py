@@ -1,4 +1,5 @@
-"""Shared fixtures: stores on SQLite and PostgreSQL, a fake clock, the API in-process.
+"""Shared fixtures: stores on SQLite and PostgreSQL, a fake clock, the API in-process, and
+the real server as a subprocess (``live_server``, see tests/live_server.py).
 
 PostgreSQL tests use a fresh database per test session on the server named by
 ``PAYWARDEN_TEST_PG_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``, whose
@@ -13,6 +14,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from live_server import InFlight, LiveServer, prepare, serving
 from paywarden.api.app import create_app
 from paywarden.config import Settings
 from paywarden.kernel.clock import FakeClock
@@ -137,6 +140,20 @@ def pg_database() -> Iterator[str]:
     engine.dispose()
     yield url
     drop_pg_database(url)
+
+
+@contextmanager
+def fresh_database(backend: str, directory: Path) -> Iterator[str]:
+    """The URL of a new, empty database: a SQLite file in ``directory`` ("sqlite"), or a
+    PostgreSQL database ("postgres") dropped when the block ends."""
+    if backend != "postgres":
+        yield sqlite_url(directory)
+        return
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
 
 
 def truncate_all(store: Store) -> None:
@@ -276,6 +293,25 @@ def api(store: Store) -> Iterator[Api]:
 @pytest.fixture
 def sqlite_api(sqlite_store: Store) -> Iterator[Api]:
     yield from make_api(sqlite_store)
+
+
+# --- the real server as a subprocess -----------------------------------------------------
+
+
+@pytest.fixture
+def in_flight() -> InFlight:
+    return InFlight()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """The real server on a fresh database, on SQLite and on PostgreSQL."""
+    backend: str = request.param
+    with fresh_database(backend, tmp_path) as database_url:
+        admin_key = prepare(database_url)
+        log_path = tmp_path / "server.log"
+        with serving(database_url, log_path) as base_url:
+            yield LiveServer(backend, base_url, database_url, admin_key, log_path)
 
 
 def wait_for(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.05) -> None:

@@ -19,9 +19,8 @@ import traceback
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
 
-from paywarden.store import schema
+from ledger_checks import check_ledger
 
 USERS = 8
 WORKERS = 16
@@ -171,35 +170,15 @@ def _run_workers(bank: Bank, seed: int, in_flight: Any) -> None:
 
 def _check_ledger_in_sql(server: Any, bank: Bank) -> None:
     engine = server.engine()
-    a, p, t = schema.accounts, schema.postings, schema.transfers
     try:
         with engine.connect() as connection:
-            by_currency = connection.execute(
-                select(p.c.currency, func.sum(p.c.amount)).group_by(p.c.currency)
-            ).all()
-            assert by_currency, "no postings at all"
-            assert all(total == 0 for _currency, total in by_currency), by_currency
-            sums = (
-                select(p.c.account_id, func.sum(p.c.amount).label("total"))
-                .group_by(p.c.account_id)
-                .subquery()
-            )
-            rows = connection.execute(
-                select(a.c.id, a.c.kind, a.c.posted, a.c.pending_out, sums.c.total).select_from(
-                    a.outerjoin(sums, sums.c.account_id == a.c.id)
-                )
-            ).all()
-            drifted = [row for row in rows if row.posted != (row.total or 0)]
-            assert not drifted, f"balances differ from the sum of their postings: {drifted}"
-            wallets = [row for row in rows if row.id in bank.wallet_ids]
-            assert len(wallets) == USERS
-            assert sum(row.posted for row in wallets) == bank.funded
-            assert all(row.posted >= 0 and row.pending_out == 0 for row in wallets), wallets
-            transfers = connection.execute(
-                select(func.count()).select_from(t).where(t.c.kind == "transfer")
-            ).scalar_one()
-            assert transfers == bank.committed, (
-                f"{transfers} transfers stored, {bank.committed} answered 201"
+            check_ledger(
+                connection,
+                is_wallet=lambda row: row.id in bank.wallet_ids,
+                wallet_ok=lambda row: row.posted >= 0 and row.pending_out == 0,
+                wallets=USERS,
+                funded=bank.funded,
+                committed=bank.committed,
             )
     finally:
         engine.dispose()

@@ -12,13 +12,13 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-import traceback
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from live_server import release_together
 from paywarden.store import schema
 
 REQUESTS = 32
@@ -32,36 +32,19 @@ REPLAYED = "Idempotent-Replayed"
 
 def _fire(server: Any, path: str, headers: dict[str, str], body: dict[str, Any], in_flight: Any):
     """REQUESTS identical POSTs released together; returns (responses, failures)."""
-    barrier = threading.Barrier(REQUESTS)
-    lock = threading.Lock()
-    responses: list[httpx.Response] = []
-    failures: list[str] = []
 
-    def run() -> None:
-        try:
-            with server.client() as client:
-                in_flight.enter()  # before the barrier: see InFlight
-                try:
-                    barrier.wait(timeout=BARRIER_TIMEOUT_S)
-                    response = client.post(path, json=body, headers=headers)
-                finally:
-                    in_flight.leave()
-                response.read()
-            with lock:
-                responses.append(response)
-        except BaseException:
-            barrier.abort()
-            with lock:
-                failures.append(traceback.format_exc())
+    def send(barrier: threading.Barrier) -> httpx.Response:
+        with server.client() as client:
+            in_flight.enter()  # before the barrier: see InFlight
+            try:
+                barrier.wait(timeout=BARRIER_TIMEOUT_S)
+                response = client.post(path, json=body, headers=headers)
+            finally:
+                in_flight.leave()
+            response.read()
+        return response
 
-    threads = [threading.Thread(target=run, daemon=True) for _ in range(REQUESTS)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    assert not any(thread.is_alive() for thread in threads), "requests still running"
-    return responses, failures
+    return release_together(REQUESTS, send, JOIN_TIMEOUT_S)
 
 
 def _error_code(response: httpx.Response) -> str | None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from ledger_checks import check_ledger
 from paywarden.kernel.errors import Unprocessable
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import identity, ledger, platform
@@ -219,33 +220,16 @@ def _run_processes(url: str, users: list[tuple[str, str]], funded: int, seed: in
 def _check_ledger(url: str, funded: int, committed: int) -> int:
     """The SQL checks; returns how often the commit order switches between processes."""
     engine = make_engine(url)
-    a, p, t = schema.accounts, schema.postings, schema.transfers
     try:
         with engine.connect() as connection:
-            by_currency = connection.execute(
-                select(p.c.currency, func.sum(p.c.amount)).group_by(p.c.currency)
-            ).all()
-            assert by_currency and all(total == 0 for _c, total in by_currency), by_currency
-            sums = (
-                select(p.c.account_id, func.sum(p.c.amount).label("total"))
-                .group_by(p.c.account_id)
-                .subquery()
+            check_ledger(
+                connection,
+                is_wallet=lambda row: row.kind == "user_wallet",
+                wallet_ok=lambda row: row.posted - row.pending_out >= 0,
+                wallets=USERS,
+                funded=funded,
+                committed=committed,
             )
-            rows = connection.execute(
-                select(a.c.id, a.c.kind, a.c.posted, a.c.pending_out, sums.c.total).select_from(
-                    a.outerjoin(sums, sums.c.account_id == a.c.id)
-                )
-            ).all()
-            drifted = [row for row in rows if row.posted != (row.total or 0)]
-            assert not drifted, f"balances differ from the sum of their postings: {drifted}"
-            wallets = [row for row in rows if row.kind == "user_wallet"]
-            assert len(wallets) == USERS
-            assert sum(row.posted for row in wallets) == funded
-            assert all(row.posted - row.pending_out >= 0 for row in wallets), wallets
-            stored = connection.execute(
-                select(func.count()).select_from(t).where(t.c.kind == "transfer")
-            ).scalar_one()
-            assert stored == committed, f"{stored} transfers stored, {committed} committed"
             # rowid follows insertion, and BEGIN IMMEDIATE serialises writers: commit order.
             order = connection.execute(
                 text("SELECT description FROM transfers WHERE kind = 'transfer' ORDER BY rowid")

@@ -31,7 +31,15 @@ from paywarden.store.unit_of_work import Store, UnitOfWork
 from paywarden.trust.keys import PublicKey
 from paywarden.trust.signatures import Policy, RequestParts, verify_request
 
-__all__ = ["authenticated", "error_response", "json_response", "list_body", "post", "read"]
+__all__ = [
+    "authenticated",
+    "body_docs",
+    "error_response",
+    "json_response",
+    "list_body",
+    "post",
+    "read",
+]
 
 M = TypeVar("M", bound=BaseModel)
 VERSION_HEADER = "Paywarden-Version"
@@ -242,10 +250,11 @@ async def post(
     *,
     status: int = 200,
     render: Callable[[Any], tuple[int, dict[str, Any]]] | None = None,
+    allow_agents: bool = False,
 ) -> Response:
     """Run one POST: authenticate, claim the idempotency key, run ``work`` and store the
     response with the effect in one transaction, or replay what the key already holds."""
-    principal, version = await authenticated(request)
+    principal, version = await authenticated(request, allow_agents=allow_agents)
     key = idempotency.check_key(request.headers.get("idempotency-key"))
     refuse_nul(request)
     if len(request.url.path) > PATH_LENGTH_MAX:  # no id is that long; the key could not be kept
@@ -325,4 +334,22 @@ def list_body(page: Page, url: str) -> dict[str, Any]:
         "data": [wire(item) for item in page.items],
         "has_more": page.has_more,
         "next_cursor": wire(page.items[-1])["id"] if page.has_more and page.items else None,
+    }
+
+
+def body_docs(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI extras for a POST handler: ``model`` as its JSON body, and Idempotency-Key."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        },
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string", "maxLength": 255},
+            }
+        ],
     }

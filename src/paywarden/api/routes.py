@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from paywarden.api import schemas as s
-from paywarden.api.http import post, read
+from paywarden.api.http import body_docs, post, read
 from paywarden.kernel.errors import NotFound
 from paywarden.kernel.money import parse_currency
 from paywarden.kernel.principals import Principal
@@ -24,29 +24,12 @@ Limit = Query(None, ge=1, le=100, description="page size, 1 to 100 (default 10)"
 After = Query(None, max_length=40, description="id of the last item of the previous page")
 
 
-def _body(model: type[s.Body]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        },
-        "parameters": [
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": True,
-                "schema": {"type": "string", "maxLength": 255},
-            }
-        ],
-    }
-
-
 def _with_key(pair: tuple[Any, Any]) -> tuple[int, dict[str, Any]]:
     record, key = pair
     return 201, {**wire(record), "secret_key": key.secret}
 
 
-@router.post("/users", status_code=201, openapi_extra=_body(s.UserCreate), tags=["users"])
+@router.post("/users", status_code=201, openapi_extra=body_docs(s.UserCreate), tags=["users"])
 async def create_user(request: Request) -> Response:
     """Create a user with a wallet, and the user's secret key (shown once). Admin only."""
 
@@ -75,7 +58,10 @@ async def get_user(request: Request, user_id: str) -> Response:
 
 
 @router.post(
-    "/users/{user_id}/wallets", status_code=201, openapi_extra=_body(s.WalletCreate), tags=["users"]
+    "/users/{user_id}/wallets",
+    status_code=201,
+    openapi_extra=body_docs(s.WalletCreate),
+    tags=["users"],
 )
 async def add_wallet(request: Request, user_id: str) -> Response:
     """Open another wallet for the user, in another currency."""
@@ -88,7 +74,7 @@ async def add_wallet(request: Request, user_id: str) -> Response:
 
 
 @router.post(
-    "/merchants", status_code=201, openapi_extra=_body(s.MerchantCreate), tags=["merchants"]
+    "/merchants", status_code=201, openapi_extra=body_docs(s.MerchantCreate), tags=["merchants"]
 )
 async def create_merchant(request: Request) -> Response:
     """Create a merchant with its account, and its secret key (shown once). Admin only."""
@@ -137,7 +123,7 @@ async def get_account(request: Request, account_id: str) -> Response:
     return await read(request, lambda uow, p: ledger.get_account(uow, p, account_id))
 
 
-@router.post("/top_ups", status_code=201, openapi_extra=_body(s.TopUpCreate), tags=["money"])
+@router.post("/top_ups", status_code=201, openapi_extra=body_docs(s.TopUpCreate), tags=["money"])
 async def create_top_up(request: Request) -> Response:
     """Add money to a wallet from a card on the sandbox rail. A declined card answers 402
     with the decline code; the failed top-up is kept for the record."""
@@ -176,7 +162,7 @@ async def get_top_up(request: Request, top_up_id: str) -> Response:
     return await read(request, lambda uow, p: ledger.get_top_up(uow, p, top_up_id))
 
 
-@router.post("/holds", status_code=201, openapi_extra=_body(s.HoldCreate), tags=["money"])
+@router.post("/holds", status_code=201, openapi_extra=body_docs(s.HoldCreate), tags=["money"])
 async def create_hold(request: Request) -> Response:
     """Reserve money on the payer's account for a merchant, to capture later."""
 
@@ -215,7 +201,7 @@ async def get_hold(request: Request, hold_id: str) -> Response:
     return await read(request, lambda uow, p: hold_service.get_hold(uow, p, hold_id))
 
 
-@router.post("/holds/{hold_id}/capture", openapi_extra=_body(s.HoldCapture), tags=["money"])
+@router.post("/holds/{hold_id}/capture", openapi_extra=body_docs(s.HoldCapture), tags=["money"])
 async def capture_hold(request: Request, hold_id: str) -> Response:
     """Capture a pending hold in full or in part (the payee or an admin); the rest is
     released."""
@@ -226,13 +212,13 @@ async def capture_hold(request: Request, hold_id: str) -> Response:
     )
 
 
-@router.post("/holds/{hold_id}/void", openapi_extra=_body(s.Empty), tags=["money"])
+@router.post("/holds/{hold_id}/void", openapi_extra=body_docs(s.Empty), tags=["money"])
 async def void_hold(request: Request, hold_id: str) -> Response:
     """Release a pending hold without moving money."""
     return await post(request, s.Empty, lambda uow, p, b: hold_service.void_hold(uow, p, hold_id))
 
 
-@router.post("/refunds", status_code=201, openapi_extra=_body(s.RefundCreate), tags=["money"])
+@router.post("/refunds", status_code=201, openapi_extra=body_docs(s.RefundCreate), tags=["money"])
 async def create_refund(request: Request) -> Response:
     """Refund a captured hold in full or in part; never more than was captured."""
     return await post(
@@ -245,7 +231,9 @@ async def create_refund(request: Request) -> Response:
     )
 
 
-@router.post("/transfers", status_code=201, openapi_extra=_body(s.TransferCreate), tags=["money"])
+@router.post(
+    "/transfers", status_code=201, openapi_extra=body_docs(s.TransferCreate), tags=["money"]
+)
 async def create_transfer(request: Request) -> Response:
     """Move money from one of your accounts to a user's wallet or a merchant."""
     return await post(

@@ -28,7 +28,7 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
-from paywarden.api.http import authenticated, json_response, post, refuse_nul, runtime
+from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
 from paywarden.kernel.principals import Principal
 from paywarden.services import agents
 from paywarden.store.unit_of_work import UnitOfWork
@@ -72,23 +72,6 @@ class KeyAdd(s.Body):
     )
 
 
-def _body(model: type[s.Body]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        },
-        "parameters": [
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": True,
-                "schema": {"type": "string", "maxLength": 255},
-            }
-        ],
-    }
-
-
 def _agent(status: int) -> Callable[[Any], tuple[int, dict[str, Any]]]:
     return lambda record: (status, agents.wire_agent(record))
 
@@ -96,7 +79,7 @@ def _agent(status: int) -> Callable[[Any], tuple[int, dict[str, Any]]]:
 @router.post(
     "/v1/agent_platforms",
     status_code=201,
-    openapi_extra=_body(PlatformCreate),
+    openapi_extra=body_docs(PlatformCreate),
     tags=["agents"],
 )
 async def create_platform(request: Request) -> Response:
@@ -112,7 +95,7 @@ async def create_platform(request: Request) -> Response:
     return await post(request, PlatformCreate, work, render=render)
 
 
-@router.post("/v1/agents", status_code=201, openapi_extra=_body(AgentCreate), tags=["agents"])
+@router.post("/v1/agents", status_code=201, openapi_extra=body_docs(AgentCreate), tags=["agents"])
 async def register_agent(request: Request) -> Response:
     """Register an agent of your platform with its public keys. Platform key only."""
 
@@ -134,7 +117,7 @@ async def get_agent(request: Request, agent_id: str) -> Response:
     return json_response(200, json.dumps(agents.wire_agent(record)), version=version)
 
 
-@router.post("/v1/agents/{agent_id}/keys", openapi_extra=_body(KeyAdd), tags=["agents"])
+@router.post("/v1/agents/{agent_id}/keys", openapi_extra=body_docs(KeyAdd), tags=["agents"])
 async def add_key(request: Request, agent_id: str) -> Response:
     """Add a key to the agent; with ``rotate``, its other keys end after ``overlap_s``."""
 
@@ -146,7 +129,7 @@ async def add_key(request: Request, agent_id: str) -> Response:
 
 
 @router.post(
-    "/v1/agents/{agent_id}/keys/{kid}/revoke", openapi_extra=_body(s.Empty), tags=["agents"]
+    "/v1/agents/{agent_id}/keys/{kid}/revoke", openapi_extra=body_docs(s.Empty), tags=["agents"]
 )
 async def revoke_key(request: Request, agent_id: str, kid: str) -> Response:
     """Revoke one of the agent's keys, at once."""
@@ -157,7 +140,7 @@ async def revoke_key(request: Request, agent_id: str, kid: str) -> Response:
     return await post(request, s.Empty, work, render=_agent(200))
 
 
-@router.post("/v1/agents/{agent_id}/revoke", openapi_extra=_body(s.Empty), tags=["agents"])
+@router.post("/v1/agents/{agent_id}/revoke", openapi_extra=body_docs(s.Empty), tags=["agents"])
 async def revoke_agent(request: Request, agent_id: str) -> Response:
     """Revoke the agent: none of its keys authenticate any more. Final."""
 

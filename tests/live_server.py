@@ -1,13 +1,10 @@
-"""Fixtures for the concurrency tests: the real ``paywarden serve`` as a subprocess.
+"""The real ``paywarden serve`` as a subprocess, for tests that talk to it over HTTP.
 
-``live_server`` migrates a fresh database (a SQLite file in ``tmp_path``, or a new
-PostgreSQL database), creates the admin key through the service layer, starts the server
-console script on a free port, waits for ``/readyz`` and stops it at teardown (terminate,
-a bounded wait, then kill). Every test that uses it runs on both backends.
-
-Test modules here cannot import helpers from this file by name (see the note on
-``conftest`` below), so what they need comes as fixtures and as methods of
-:class:`LiveServer`.
+:func:`prepare` migrates a database and creates the admin key through the service layer;
+:func:`serving` starts the server console script on a free port, waits for ``/readyz`` and
+stops it on exit (terminate, a bounded wait, then kill). The ``live_server`` and
+``in_flight`` fixtures in tests/conftest.py are built from these; any test area can import
+them with ``from live_server import ...`` (tests/ is on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -19,13 +16,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-import pytest
 from sqlalchemy import Engine
 
 from paywarden.services import platform
@@ -33,35 +31,12 @@ from paywarden.store import migrate
 from paywarden.store.engine import make_engine
 from paywarden.store.unit_of_work import Store
 
-_ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
+T = TypeVar("T")
 SERVER_START_TIMEOUT_S = 60.0
 SERVER_STOP_TIMEOUT_S = 15.0
 SERVER_START_ATTEMPTS_MAX = 3
 CLIENT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099}
-
-
-def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
-    """Give the name ``conftest`` back to tests/conftest.py once this file is loaded.
-
-    Directories without ``__init__.py`` all load their conftest.py as the module
-    ``conftest``; pytest drops the previous one from ``sys.modules`` first, so without this
-    a test collected after this directory that does ``from conftest import Api`` would get
-    this file instead of tests/conftest.py.
-    """
-    if getattr(plugin, "__file__", None) != __file__:
-        return
-    root = manager.get_plugin(str(_ROOT_CONFTEST))
-    if root is not None:
-        sys.modules["conftest"] = root
-
-
-def _root(config: pytest.Config) -> Any:
-    """The tests/conftest.py module (its PostgreSQL and SQLite helpers)."""
-    module = config.pluginmanager.get_plugin(str(_ROOT_CONFTEST))
-    if module is None:  # pragma: no cover
-        raise RuntimeError("tests/conftest.py is not loaded")
-    return module
 
 
 # --- in-flight accounting ----------------------------------------------------------------
@@ -90,9 +65,39 @@ class InFlight:
             self.current -= 1
 
 
-@pytest.fixture
-def in_flight() -> InFlight:
-    return InFlight()
+def release_together(
+    count: int, send: Callable[[threading.Barrier], T], join_timeout_s: float
+) -> tuple[list[T], list[str]]:
+    """Run ``send(barrier)`` on ``count`` threads sharing one barrier; (results, failures).
+
+    ``send`` waits on the barrier right before its request, so all requests leave together.
+    A thread that raises aborts the barrier (the others stop waiting at once rather than at
+    its timeout) and its traceback is one of the failures. Fails if a thread still runs
+    ``join_timeout_s`` after the start.
+    """
+    barrier = threading.Barrier(count)
+    lock = threading.Lock()
+    results: list[T] = []
+    failures: list[str] = []
+
+    def run() -> None:
+        try:
+            result = send(barrier)
+            with lock:
+                results.append(result)
+        except BaseException:
+            barrier.abort()
+            with lock:
+                failures.append(traceback.format_exc())
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + join_timeout_s
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "requests still running"
+    return results, failures
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -159,20 +164,20 @@ class LiveServer:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _server_env() -> dict[str, str]:
+def server_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYWARDEN_")}
     env["PAYWARDEN_LOG_LEVEL"] = "warning"
     return env
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
     process.terminate()
@@ -183,7 +188,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=SERVER_STOP_TIMEOUT_S)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str) -> bool:
+def wait_ready(process: subprocess.Popen[bytes], base_url: str) -> bool:
     """True once /readyz answers 200; False if the process exits first (port taken?)."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     with httpx.Client(base_url=base_url, timeout=2.0) as probe:
@@ -199,29 +204,40 @@ def _wait_ready(process: subprocess.Popen[bytes], base_url: str) -> bool:
     raise TimeoutError(f"the server at {base_url} was not ready in {SERVER_START_TIMEOUT_S} s")
 
 
-def _start(database_url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(database_url: str, log_path: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``paywarden serve`` (plus ``options``) on a free port; (process, base URL)."""
     executable = Path(sys.executable).parent / "paywarden"
     for _attempt in range(SERVER_START_ATTEMPTS_MAX):
-        port = _free_port()  # another process may take it before the server binds: retry
+        port = free_port()  # another process may take it before the server binds: retry
         base_url = f"http://127.0.0.1:{port}"
-        command = [str(executable), "serve", "--database-url", database_url]
+        command = [str(executable), "serve", "--database-url", database_url, *options]
         command += ["--host", "127.0.0.1", "--port", str(port)]
         with log_path.open("ab") as log:
             process = subprocess.Popen(  # the log file stays open in the child
-                command, stdout=log, stderr=subprocess.STDOUT, env=_server_env()
+                command, stdout=log, stderr=subprocess.STDOUT, env=server_env()
             )
         try:
-            if _wait_ready(process, base_url):
+            if wait_ready(process, base_url):
                 return process, base_url
         except BaseException:
-            _stop(process)
+            stop(process)
             raise
-        _stop(process)
+        stop(process)
     tail = log_path.read_text(errors="replace")[-3000:]
     raise RuntimeError(f"the server did not start in {SERVER_START_ATTEMPTS_MAX} tries:\n{tail}")
 
 
-def _prepare(database_url: str) -> str:
+@contextmanager
+def serving(database_url: str, log_path: Path, *options: str) -> Iterator[str]:
+    """The server running on ``database_url`` while the block runs; yields its base URL."""
+    process, base_url = start(database_url, log_path, *options)
+    try:
+        yield base_url
+    finally:
+        stop(process)
+
+
+def prepare(database_url: str) -> str:
     """Migrate and create the admin key (before the server, which then prints none)."""
     engine = make_engine(database_url)
     try:
@@ -231,26 +247,3 @@ def _prepare(database_url: str) -> str:
         engine.dispose()
     assert key is not None and key.secret
     return key.secret
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
-    """The real server on a fresh database, on SQLite and on PostgreSQL."""
-    backend: str = request.param
-    root = _root(request.config)
-    if backend == "postgres":
-        root.require_pg()
-        database_url: str = root.create_pg_database()
-    else:
-        database_url = root.sqlite_url(tmp_path)
-    try:
-        admin_key = _prepare(database_url)
-        log_path = tmp_path / "server.log"
-        process, base_url = _start(database_url, log_path)
-        try:
-            yield LiveServer(backend, base_url, database_url, admin_key, log_path)
-        finally:
-            _stop(process)
-    finally:
-        if backend == "postgres":
-            root.drop_pg_database(database_url)

@@ -37,7 +37,7 @@ async def create_user(request: Request) -> Response:
         access.require_admin(p)
         currency = parse_currency(b.currency)
         return identity.create_user(
-            uow, email=b.email, name=b.name, currency=currency, livemode=p.livemode
+            uow, email=b.email, name=b.name, currency=currency, livemode=p.livemode, actor=p
         )
 
     return await post(request, s.UserCreate, work, render=_with_key)
@@ -88,6 +88,7 @@ async def create_merchant(request: Request) -> Response:
             currency=parse_currency(b.currency),
             fee_bps=b.fee_bps,
             livemode=p.livemode,
+            actor=p,
         )
 
     return await post(request, s.MerchantCreate, work, render=_with_key)

@@ -241,7 +241,9 @@ def create_platform(
             f"a platform with origin {record.origin} exists", code="origin_taken", param="$.origin"
         )
     audit.record(uow, "agent_platform.created", principal, record.id, {"origin": record.origin})
-    return record, issue_key(uow, PrincipalType.PLATFORM, record.id, record.livemode)
+    return record, issue_key(
+        uow, PrincipalType.PLATFORM, record.id, record.livemode, actor=principal
+    )
 
 
 # ---------------------------------------------------------------------------------------------

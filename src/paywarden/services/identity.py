@@ -17,6 +17,7 @@ from paywarden.kernel.errors import AuthenticationFailed, Conflict, InvalidReque
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.payments.holds import FEE_BPS_MAX
 from paywarden.payments.ledger import AccountKind
+from paywarden.services import audit
 from paywarden.services.records import ApiKeyRecord, MerchantRecord, UserRecord, wire
 from paywarden.store import schema
 from paywarden.store.ledger_repo import account_from_row, create_account
@@ -46,8 +47,15 @@ def _hash_secret(secret: str) -> str:
 
 
 def issue_key(
-    uow: UnitOfWork, principal_type: PrincipalType, principal_id: str | None, livemode: bool
+    uow: UnitOfWork,
+    principal_type: PrincipalType,
+    principal_id: str | None,
+    livemode: bool,
+    *,
+    actor: Principal | None = None,
 ) -> ApiKeyRecord:
+    """Issue a secret key (returned once, in ``secret``); audited with ``actor`` (None when
+    the platform itself acts, as at first run)."""
     secret = _SECRET_PREFIX[livemode] + secrets.token_urlsafe(32)
     record = ApiKeyRecord(
         id=new_id("key"),
@@ -71,7 +79,9 @@ def issue_key(
             created_at=record.created_at,
         )
     )
-    emit(uow, "api_key.created", livemode, wire(_without_secret(record)))
+    public = wire(_without_secret(record))
+    emit(uow, "api_key.created", livemode, public)
+    audit.record(uow, "api_key.created", actor, record.id, public)
     return record
 
 
@@ -83,7 +93,7 @@ def _fields(record: ApiKeyRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
 
 
-def revoke_key(uow: UnitOfWork, key_id: str) -> None:
+def revoke_key(uow: UnitOfWork, key_id: str, *, actor: Principal | None = None) -> None:
     result = uow.execute(
         update(schema.api_keys)
         .where(schema.api_keys.c.id == key_id, schema.api_keys.c.revoked_at.is_(None))
@@ -91,6 +101,7 @@ def revoke_key(uow: UnitOfWork, key_id: str) -> None:
     )
     if result.rowcount != 1:
         raise NotFound(f"no active key {key_id}", param="$.key")
+    audit.record(uow, "api_key.revoked", actor, key_id, {})
 
 
 def authenticate(uow: UnitOfWork, secret: str) -> Principal:
@@ -119,7 +130,13 @@ def _check_text(value: str, param: str, limit: int) -> str:
 
 
 def create_user(
-    uow: UnitOfWork, *, email: str, name: str, currency: str, livemode: bool
+    uow: UnitOfWork,
+    *,
+    email: str,
+    name: str,
+    currency: str,
+    livemode: bool,
+    actor: Principal | None = None,
 ) -> tuple[UserRecord, ApiKeyRecord]:
     email = _check_text(email, "$.email", 320).lower()
     if "@" not in email:
@@ -151,7 +168,8 @@ def create_user(
     )
     user = UserRecord(user_id, livemode, email, name.strip(), now, (wallet,))
     emit(uow, "user.created", livemode, wire(user))
-    return user, issue_key(uow, PrincipalType.USER, user_id, livemode)
+    audit.record(uow, "user.created", actor, user_id, {"wallet": wallet.id})
+    return user, issue_key(uow, PrincipalType.USER, user_id, livemode, actor=actor)
 
 
 def add_wallet(uow: UnitOfWork, user_id: str, currency: str, livemode: bool) -> UserRecord:
@@ -190,7 +208,14 @@ def get_user(uow: UnitOfWork, user_id: str, livemode: bool) -> UserRecord:
 
 
 def create_merchant(
-    uow: UnitOfWork, *, name: str, category: str, currency: str, fee_bps: int, livemode: bool
+    uow: UnitOfWork,
+    *,
+    name: str,
+    category: str,
+    currency: str,
+    fee_bps: int,
+    livemode: bool,
+    actor: Principal | None = None,
 ) -> tuple[MerchantRecord, ApiKeyRecord]:
     if (
         isinstance(fee_bps, bool)
@@ -225,7 +250,8 @@ def create_merchant(
         merchant_id, livemode, name.strip(), category.strip(), currency, fee_bps, now, account
     )
     emit(uow, "merchant.created", livemode, wire(merchant))
-    return merchant, issue_key(uow, PrincipalType.MERCHANT, merchant_id, livemode)
+    audit.record(uow, "merchant.created", actor, merchant_id, {"fee_bps": fee_bps})
+    return merchant, issue_key(uow, PrincipalType.MERCHANT, merchant_id, livemode, actor=actor)
 
 
 def get_merchant(uow: UnitOfWork, merchant_id: str, livemode: bool) -> MerchantRecord:

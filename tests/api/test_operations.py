@@ -75,6 +75,22 @@ def test_metrics_count_requests_by_route_template(sqlite_api: Api) -> None:
     assert user["id"] not in response.text  # templates, not raw paths: no id explosion
 
 
+def test_metrics_count_a_streamed_oversized_body_as_413_not_500(sqlite_api: Api) -> None:
+    chunk = b"x" * 65_536
+
+    def body() -> Any:  # no Content-Length: the limit must trip while streaming
+        for _ in range(20):  # 1.25 MiB, over the 1 MiB default
+            yield chunk
+
+    response = sqlite_api.client.post(
+        "/v1/transfers", content=body(), headers=sqlite_api.headers(sqlite_api.admin_key)
+    )
+    assert response.status_code == 413
+    lines = sqlite_api.client.get("/metrics").text.splitlines()
+    assert any('status="413"' in line for line in lines)
+    assert not any('status="500"' in line for line in lines)
+
+
 def test_openapi_lists_every_v1_route_with_its_idempotency_key_and_body(
     sqlite_api: Api,
 ) -> None:

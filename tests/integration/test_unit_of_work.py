@@ -139,9 +139,24 @@ def test_a_transfer_written_without_postings_stops_the_commit(store: Store) -> N
 
 
 def test_a_read_only_run_returns_its_result_but_writes_nothing(store: Store) -> None:
-    user, _key = store.run(create_user, read_only=True)
-    assert user.email == "ada@example.com"
-    for table in ("users", "accounts", "api_keys", "events"):
+    def write_a_row(uow: UnitOfWork) -> str:
+        uow.execute(
+            text(
+                "INSERT INTO users (id, livemode, email, name, created_at) "
+                "VALUES ('usr_x', false, 'ada@example.com', 'Ada', 0)"
+            )
+        )
+        return "written"
+
+    assert store.run(write_a_row, read_only=True) == "written"
+    assert count(store, "users") == 0
+
+
+def test_an_audited_service_refuses_to_run_read_only(store: Store) -> None:
+    # Its audit record could not survive the run, so the service must not appear to succeed.
+    with pytest.raises(InvariantViolation, match="read-only"):
+        store.run(create_user, read_only=True)
+    for table in ("users", "accounts", "api_keys", "events", "audit_records"):
         assert count(store, table) == 0, table
 
 

@@ -23,6 +23,7 @@ from paywarden.api.http import error_response, request_id
 from paywarden.api.middleware import BodyLimit, Metrics, RequestId
 from paywarden.api.routes import router
 from paywarden.api.routes_agents import router as agents_router
+from paywarden.api.routes_mandates import router as mandates_router
 from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
@@ -66,10 +67,13 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     registry = CollectorRegistry()
     app.include_router(router)
     app.include_router(agents_router)
+    app.include_router(mandates_router)
     _add_operational_routes(app, runtime, registry)
     _add_error_handlers(app)
-    app.add_middleware(Metrics, registry=registry)
+    # The last added runs first: RequestId → Metrics → BodyLimit → the app, so a 413 from
+    # BodyLimit is counted as a 413, and every response carries its request id.
     app.add_middleware(BodyLimit, body_bytes_max=settings.body_bytes_max)
+    app.add_middleware(Metrics, registry=registry)
     app.add_middleware(RequestId)
     return app
 

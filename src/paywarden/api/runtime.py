@@ -1,4 +1,5 @@
-"""What every request handler shares: settings, the store, and the instance secret."""
+"""What every request handler shares: settings, the store, the instance secret and the
+master key."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
-from paywarden.config import Settings
+from paywarden.config import Settings, create_master_key_file, load_master_key
 from paywarden.services import platform
 from paywarden.store.unit_of_work import Store
 
@@ -18,12 +19,23 @@ class Runtime:
     settings: Settings
     store: Store
     _secret: bytes | None = field(default=None, repr=False)
+    _master_key: bytes | None = field(default=None, repr=False)
 
     @property
     def secret(self) -> bytes:
         if self._secret is None:
             self._secret = self.store.run(platform.instance_secret)
         return self._secret
+
+    @property
+    def master_key(self) -> bytes:
+        """The key sealing the platform's signing keys: ``PAYWARDEN_MASTER_KEY`` or the key
+        file, which is created on first use when absent (as ``paywarden migrate`` does)."""
+        if self._master_key is None:
+            if self.settings.master_key is None:
+                create_master_key_file(self.settings.master_key_file)
+            self._master_key = load_master_key(self.settings)
+        return self._master_key
 
     @cached_property
     def idempotency_retention(self) -> timedelta:

@@ -21,4 +21,13 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "transfer.created": "money moved directly between two accounts",
     "api_key.created": "a secret key was issued",
     "api_key.revoked": "a secret key was revoked",
+    "mandate.requested": "an agent asked a user for a mandate; it awaits the user's consent",
+    "mandate.granted": "the user consented: the mandate is active",
+    "mandate.paused": "the user paused the mandate; payments under it are declined",
+    "mandate.resumed": "the user resumed a paused mandate",
+    "mandate.revoked": "the mandate was revoked, for good; no payment commits after this",
+    "mandate.amended": "the mandate's constraints changed; it awaits fresh consent",
+    "payment.succeeded": "an agent's payment under a mandate moved the money",
+    "payment.declined": "an agent's payment was declined; nothing moved",
+    "payment.requires_confirmation": "a payment awaits the user's confirmation; nothing moved yet",
 }

@@ -331,4 +331,4 @@ audit_checkpoints = Table(
 )
 
 # Tables kept in their own modules register themselves on `metadata` when imported here.
-from paywarden.store import tables_agents, tables_keys  # noqa: E402,F401
+from paywarden.store import tables_agents, tables_keys, tables_mandates  # noqa: E402,F401

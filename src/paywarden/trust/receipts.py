@@ -12,7 +12,8 @@ A receipt says how a payment ended, and binds that to exactly what was authorize
   present if and only if the status is ``Success``; ``error`` and ``error_description`` if and
   only if it is ``Error`` (a decline).
 
-It travels as a compact JWS (RFC 7515): header ``{"alg": "ES256", "kid", "typ":
+It travels as a compact JWS (RFC 7515, the shape :mod:`paywarden.trust.jws` signs and checks
+for every platform token): header ``{"alg": "ES256", "kid", "typ":
 "payment-receipt+jwt"}``, both header and claims serialised as RFC 8785 canonical JSON, and
 the signature ES256 as raw ``r || s``. ``typ`` keeps a receipt from being mistaken for any
 other token the platform signs (RFC 8725 §3.11).
@@ -27,7 +28,6 @@ received, then claims of the right types and combination, and no others. Every f
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,14 +39,9 @@ import rfc8785
 from paywarden.kernel.clock import ensure_utc
 from paywarden.kernel.errors import InvalidRequest
 from paywarden.kernel.invariant import invariant
+from paywarden.trust import jws
 from paywarden.trust.custody import ES256, PlatformSigner, Purpose
-from paywarden.trust.keys import (
-    ECDSA_P256_SHA256,
-    PublicKey,
-    b64url_decode,
-    b64url_encode,
-    parse_public_jwk,
-)
+from paywarden.trust.keys import b64url_encode
 
 __all__ = [
     "RECEIPT_TYP",
@@ -61,9 +56,7 @@ __all__ = [
 
 RECEIPT_TYP = "payment-receipt+jwt"
 TOKEN_LENGTH_MAX = 8192  # characters; a receipt is well under 1 KiB
-JWKS_KEYS_MAX = 1000
-_HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})
-_SIGNATURE_BYTES = 64
+JWKS_KEYS_MAX = jws.JWKS_KEYS_MAX
 
 
 class ReceiptStatus(StrEnum):
@@ -180,29 +173,12 @@ def sign_receipt(receipt: Receipt, signer: PlatformSigner) -> str:
     invariant(signer.purpose == Purpose.RECEIPT, f"a {signer.purpose} key signs no receipts")
     invariant(signer.alg == ES256, "receipts are signed with ES256")
     _checked(receipt)
-    header = {"alg": ES256, "kid": signer.key_id, "typ": RECEIPT_TYP}
-    signing_input = (
-        b64url_encode(rfc8785.dumps(header)) + "." + b64url_encode(rfc8785.dumps(receipt.claims()))
-    )
-    signature = signer.sign(signing_input.encode("ascii"))
-    return signing_input + "." + b64url_encode(signature)
+    return jws.sign(_PROFILE, receipt.claims(), signer)
 
 
 def verify_receipt(token: str, jwks: Mapping[str, Any]) -> Receipt:
     """Check a receipt against a JWK set (``{"keys": [...]}``) and return its claims."""
-    if not isinstance(token, str) or not token.isascii() or len(token) > TOKEN_LENGTH_MAX:
-        raise _invalid("a receipt is a compact JWS: ASCII text of at most 8192 characters")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise _invalid("a compact JWS has three dot-separated parts")
-    header = _json_object(_decode(parts[0], "header"), "header")
-    kid = _check_header(header)
-    public_key = _find_key(jwks, kid)
-    signature = _decode(parts[2], "signature")
-    signing_input = (parts[0] + "." + parts[1]).encode("ascii")
-    if len(signature) != _SIGNATURE_BYTES or not public_key.verify(signing_input, signature):
-        raise _invalid(f"the signature does not verify under key {kid}")
-    claims = _json_object(_decode(parts[1], "payload"), "payload")
+    _kid, claims = jws.verify(_PROFILE, token, jwks)
     return _checked(_receipt_from_claims(claims))
 
 
@@ -217,59 +193,13 @@ def _invalid(message: str) -> InvalidRequest:
     return InvalidRequest(f"receipt invalid: {message}", code="receipt_invalid")
 
 
-def _decode(part: str, name: str) -> bytes:
-    try:
-        return b64url_decode(part)
-    except ValueError as error:
-        raise _invalid(f"the {name} is not canonical base64url: {error}") from None
-
-
-def _json_object(data: bytes, name: str) -> dict[str, Any]:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        names = [pair[0] for pair in pairs]
-        if len(set(names)) != len(names):
-            raise ValueError("duplicate member")
-        return dict(pairs)
-
-    try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _invalid(f"the {name} is not a JSON object") from None
-    if not isinstance(value, dict):
-        raise _invalid(f"the {name} is not a JSON object")
-    return value
-
-
-def _check_header(header: Mapping[str, Any]) -> str:
-    if set(header) != _HEADER_MEMBERS:
-        raise _invalid(f"the header must have exactly {sorted(_HEADER_MEMBERS)}")
-    if header["alg"] != ES256:
-        raise _invalid(f"alg {header['alg']!r} is not ES256")
-    if header["typ"] != RECEIPT_TYP:
-        raise _invalid(f"typ {header['typ']!r} is not {RECEIPT_TYP!r}: not a receipt")
-    kid = header["kid"]
-    if not isinstance(kid, str) or not kid:
-        raise _invalid("kid must be a non-empty string")
-    return kid
-
-
-def _find_key(jwks: Mapping[str, Any], kid: str) -> PublicKey:
-    keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
-    if not isinstance(keys, list) or len(keys) > JWKS_KEYS_MAX:
-        raise _invalid('the key set must be {"keys": [...]}')
-    named = [jwk for jwk in keys if isinstance(jwk, Mapping) and jwk.get("kid") == kid]
-    if len(named) != 1:
-        found = "no key" if not named else f"{len(named)} keys"
-        raise _invalid(f"the key set has {found} with kid {kid}")
-    try:
-        public_key = parse_public_jwk(named[0])
-    except InvalidRequest as error:
-        raise _invalid(f"key {kid} in the key set: {error.message}") from None
-    if public_key.thumbprint != kid:
-        raise _invalid(f"key {kid} in the key set is a different key (its thumbprint differs)")
-    if public_key.alg != ECDSA_P256_SHA256:
-        raise _invalid(f"key {kid} is not a P-256 key; receipts are ES256")
-    return public_key
+_PROFILE = jws.Profile(
+    typ=RECEIPT_TYP,
+    noun="receipt",
+    length_max=TOKEN_LENGTH_MAX,
+    malformed=_invalid,
+    untrusted=_invalid,
+)
 
 
 _STRING_CLAIMS = (

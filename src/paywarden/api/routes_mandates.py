@@ -1,0 +1,159 @@
+"""Mandates and the payments agents make under them.
+
+- ``POST /v1/mandates`` (agent, signed): ask a user for a mandate; it answers
+  ``pending_consent`` with a ``consent_url``. The consent page on the trusted surface is a
+  later task: meanwhile the user consents with their own key at ``…/consent``.
+- ``POST /v1/mandates/{id}/consent|pause|resume`` (the mandate's user), ``…/revoke`` (the
+  user or an admin). Agent signatures never reach these: they grant or change authority.
+- ``GET /v1/mandates/{id}`` (the user, the agent or an admin), with ``remaining``.
+- ``POST /v1/payments`` (agent, signed, ``Idempotency-Key``): 201 with the payment, whose
+  ``status`` is ``succeeded``, ``requires_confirmation`` or ``declined`` with ``reasons`` and
+  a signed ``receipt``; ``GET /v1/payments/{id}`` for its agent, user, merchant or an admin.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import Field, StrictStr
+from starlette.concurrency import run_in_threadpool
+
+from paywarden.api import schemas as s
+from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
+from paywarden.kernel.principals import Principal
+from paywarden.services import mandates, payments
+from paywarden.store.unit_of_work import UnitOfWork
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+class MandateCreate(s.Body):
+    user: StrictStr = Field(max_length=40, description="the user (usr_…) asked for the mandate")
+    currency: s.CurrencyField
+    constraints: list[Any] = Field(description="AP2 payment.* and paywarden.* constraints")
+    timezone: StrictStr = Field("UTC", max_length=64, description="IANA zone of the periods")
+    conversation_excerpt: StrictStr | None = Field(
+        None, description="what the user asked, shown on the consent page"
+    )
+
+
+class PaymentCreate(s.Body):
+    mandate: StrictStr = Field(max_length=40)
+    merchant: StrictStr = Field(max_length=40)
+    amount: s.AmountField
+    currency: s.CurrencyField
+    cart_hash: StrictStr | None = Field(None, max_length=100)
+
+
+def _mandate(status: int) -> Callable[[Any], tuple[int, dict[str, Any]]]:
+    return lambda view: (status, mandates.wire_mandate(view))
+
+
+@router.post(
+    "/v1/mandates", status_code=201, openapi_extra=body_docs(MandateCreate), tags=["mandates"]
+)
+async def request_mandate(request: Request) -> Response:
+    """An agent asks a user for a mandate. Agent (signed) only."""
+
+    def work(uow: UnitOfWork, p: Principal, b: MandateCreate) -> Any:
+        return mandates.request_mandate(
+            uow,
+            p,
+            user=b.user,
+            currency=b.currency,
+            constraints=b.constraints,
+            timezone=b.timezone,
+            conversation_excerpt=b.conversation_excerpt,
+        )
+
+    return await post(request, MandateCreate, work, render=_mandate(201), allow_agents=True)
+
+
+def _transition(name: str) -> Any:
+    change = getattr(mandates, name)
+
+    async def handler(request: Request, mandate_id: str) -> Response:
+        def work(uow: UnitOfWork, p: Principal, b: s.Empty) -> Any:
+            return change(uow, p, mandate_id)
+
+        return await post(request, s.Empty, work, render=_mandate(200))
+
+    handler.__name__ = f"{name}_mandate"
+    handler.__doc__ = {
+        "consent": "The user consents: pending_consent → active.",
+        "pause": "The user pauses an active mandate.",
+        "resume": "The user resumes a paused mandate.",
+        "revoke": "Revoke for good (the user or an admin); no payment commits after this.",
+    }[name]
+    return handler
+
+
+for _name in ("consent", "pause", "resume", "revoke"):
+    router.add_api_route(
+        f"/v1/mandates/{{mandate_id}}/{_name}",
+        _transition(_name),
+        methods=["POST"],
+        openapi_extra=body_docs(s.Empty),
+        tags=["mandates"],
+    )
+
+
+async def _get(
+    request: Request, work: Callable[[UnitOfWork, Principal], dict[str, Any]]
+) -> Response:
+    principal, version = await authenticated(request, allow_agents=True)
+    refuse_nul(request)
+    store = runtime(request).store
+    body = await run_in_threadpool(store.run, lambda uow: work(uow, principal), read_only=True)
+    return json_response(200, json.dumps(body), version=version)
+
+
+@router.get("/v1/mandates/{mandate_id}", tags=["mandates"])
+async def get_mandate(request: Request, mandate_id: str) -> Response:
+    """The mandate with what it still allows: for its user, its agent or an admin."""
+    return await _get(
+        request,
+        lambda uow, p: mandates.wire_mandate(mandates.get_mandate(uow, p, mandate_id)),
+    )
+
+
+@router.post(
+    "/v1/payments", status_code=201, openapi_extra=body_docs(PaymentCreate), tags=["payments"]
+)
+async def create_payment(request: Request) -> Response:
+    """An agent pays a merchant under a mandate. Agent (signed) only."""
+    rt = runtime(request)
+    issuer = str(request.base_url).rstrip("/")
+
+    def work(uow: UnitOfWork, p: Principal, b: PaymentCreate) -> Any:
+        return payments.pay(
+            uow,
+            p,
+            b.mandate,
+            b.merchant,
+            b.amount,
+            b.currency,
+            b.cart_hash,
+            master_key=rt.master_key,
+            issuer=issuer,
+        )
+
+    def render(record: Any) -> tuple[int, dict[str, Any]]:
+        return 201, payments.wire_payment(record)
+
+    return await post(request, PaymentCreate, work, render=render, allow_agents=True)
+
+
+@router.get("/v1/payments/{payment_id}", tags=["payments"])
+async def get_payment(request: Request, payment_id: str) -> Response:
+    """The payment: for its agent, its user, its merchant or an admin."""
+    return await _get(
+        request,
+        lambda uow, p: payments.wire_payment(payments.get_payment(uow, p, payment_id)),
+    )

@@ -1,0 +1,346 @@
+"""An agent pays a merchant under a mandate: decide, move the money, record, sign a receipt.
+
+:func:`pay` runs in one transaction, in this order:
+
+1. lock the mandate row ``FOR UPDATE`` (payments under one mandate, and its revocation, are
+   serialized: a payment that commits after the revocation commit would have had to read
+   the mandate after it, and then it reads ``revoked`` and is declined);
+2. load the usage, the merchant's category and the recent payments risk looks at;
+3. :func:`~paywarden.authorization.decision.decide`;
+4. approve: a hold on the user's wallet for the merchant, captured at once, through the hold
+   services (the platform acts for the user, who authorized it by the mandate, and for the
+   merchant, whose capture it is), then the usage after the payment; deny: nothing moves;
+   requires_confirmation: nothing moves yet (approvals come later);
+5. the payment row, an audit record, the outbox event and a signed receipt (``Success`` with
+   the ledger transfer, ``Error`` with the first reason; none while confirmation is pending).
+
+Because the usage is read and written under the mandate lock, concurrent payments can never
+spend more than the mandate allows, on SQLite or PostgreSQL, from any number of API nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from paywarden.adapters.ids import new_id
+from paywarden.authorization.constraints import AllowedPayees
+from paywarden.authorization.decision import Decision, Outcome, PaymentRequest, decide, usage_after
+from paywarden.authorization.mandates import Mandate
+from paywarden.authorization.risk import RiskConfig, RiskInputs, assess
+from paywarden.kernel.clock import rfc3339
+from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied
+from paywarden.kernel.money import parse_amount, parse_currency
+from paywarden.kernel.principals import Principal, PrincipalType
+from paywarden.services import audit, holds, receipts
+from paywarden.services.ledger import own_account
+from paywarden.services.mandates import zone
+from paywarden.store import schema
+from paywarden.store.mandate_repo import load_mandate, load_usage, save_usage
+from paywarden.store.outbox import emit
+from paywarden.store.tables_mandates import payments
+from paywarden.store.unit_of_work import UnitOfWork
+from paywarden.trust.receipts import AuthorizedPayment
+
+__all__ = ["RISK_DEFAULT", "PaymentRecord", "get_payment", "pay", "wire_payment"]
+
+RISK_DEFAULT = RiskConfig()
+CART_HASH_LENGTH_MAX = 100
+INSUFFICIENT_FUNDS = "insufficient_funds"
+_EVENT = {
+    Outcome.APPROVE: "payment.succeeded",
+    Outcome.DENY: "payment.declined",
+    Outcome.REQUIRES_CONFIRMATION: "payment.requires_confirmation",
+}
+_STATUS = {
+    Outcome.APPROVE: "succeeded",
+    Outcome.DENY: "declined",
+    Outcome.REQUIRES_CONFIRMATION: "requires_confirmation",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    id: str
+    livemode: bool
+    mandate_id: str
+    agent_id: str
+    user_id: str
+    merchant_id: str
+    amount: int
+    currency: str
+    status: str
+    reasons: tuple[str, ...]
+    hold_id: str | None
+    transfer_id: str | None
+    receipt: str | None
+    cart_hash: str | None
+    created_at: datetime
+
+
+def pay(
+    uow: UnitOfWork,
+    principal: Principal,
+    mandate_id: str,
+    merchant_id: str,
+    amount: Any,
+    currency: Any,
+    cart_hash: str | None = None,
+    *,
+    master_key: bytes,
+    issuer: str,
+    risk: RiskConfig = RISK_DEFAULT,
+) -> PaymentRecord:
+    """Decide and, if approved, settle one payment; see the module docstring."""
+    if principal.type is not PrincipalType.AGENT or principal.id is None:
+        raise PermissionDenied("only an agent (a signed request) pays under a mandate")
+    amount, currency = parse_amount(amount), parse_currency(currency)
+    cart_hash = _cart_hash(cart_hash)
+    stored = load_mandate(uow, mandate_id, lock=True)
+    mandate = stored.mandate
+    if mandate.agent != principal.id or stored.livemode != principal.livemode:
+        raise NotFound(f"no such mandate: {mandate_id}", param="$.mandate")
+    category = _merchant_category(uow, merchant_id, stored.livemode)
+    request = PaymentRequest(amount, currency, merchant_id, category, cart_hash)
+    now, tz = uow.clock.now(), zone(mandate)
+    usage = load_usage(uow, mandate.id)
+    signals = assess(_risk_inputs(uow, mandate, merchant_id, now, risk), request.amount, now, risk)
+    decision = decide(mandate, usage, request, signals, now, tz)
+    payment_id = new_id("pay")
+    if decision.outcome is Outcome.APPROVE and not _funded(uow, principal, mandate, request):
+        decision = Decision(Outcome.DENY, (INSUFFICIENT_FUNDS,), ())
+    hold_id = transfer_id = None
+    if decision.outcome is Outcome.APPROVE:
+        hold_id, transfer_id = _settle(uow, principal, mandate, request, payment_id)
+        save_usage(uow, mandate.id, usage_after(usage, request, now, tz))
+    record = PaymentRecord(
+        id=payment_id,
+        livemode=stored.livemode,
+        mandate_id=mandate.id,
+        agent_id=mandate.agent,
+        user_id=mandate.user,
+        merchant_id=merchant_id,
+        amount=request.amount,
+        currency=request.currency,
+        status=_STATUS[decision.outcome],
+        reasons=decision.reasons,
+        hold_id=hold_id,
+        transfer_id=transfer_id,
+        receipt=_receipt(
+            uow, master_key, issuer, payment_id, mandate, request, decision, transfer_id
+        ),
+        cart_hash=request.cart_hash,
+        created_at=now,
+    )
+    _insert(uow, record)
+    audit.record(
+        uow,
+        _EVENT[decision.outcome],
+        principal,
+        payment_id,
+        {"mandate": mandate.id, "amount": request.amount, "reasons": list(decision.reasons)},
+    )
+    emit(uow, _EVENT[decision.outcome], record.livemode, wire_payment(record))
+    return record
+
+
+def _cart_hash(value: str | None) -> str | None:
+    if value is not None and (not value or len(value) > CART_HASH_LENGTH_MAX):
+        raise InvalidRequest(
+            f"cart_hash is 1 to {CART_HASH_LENGTH_MAX} characters", param="$.cart_hash"
+        )
+    return value
+
+
+def _merchant_category(uow: UnitOfWork, merchant_id: str, livemode: bool) -> str:
+    m = schema.merchants
+    row = uow.execute(
+        select(m.c.category).where(m.c.id == merchant_id, m.c.livemode == livemode)
+    ).first()
+    if row is None:
+        raise NotFound(f"no such merchant: {merchant_id}", param="$.merchant")
+    return str(row.category)
+
+
+def _risk_inputs(
+    uow: UnitOfWork, mandate: Mandate, merchant_id: str, now: datetime, risk: RiskConfig
+) -> RiskInputs:
+    """Recent history, each query bounded by ``history_size_max``."""
+    p, size = payments, risk.history_size_max
+
+    def times(*conditions: Any, window_s: int) -> tuple[datetime, ...]:
+        since = now - timedelta(seconds=window_s)
+        query = select(p.c.created_at).where(*conditions, p.c.created_at > since)
+        return tuple(row.created_at for row in uow.execute(query.limit(size)))
+
+    succeeded = p.c.status == "succeeded"
+    amounts = uow.execute(
+        select(p.c.amount)
+        .where(p.c.mandate_id == mandate.id, succeeded)
+        .order_by(p.c.created_at.desc())
+        .limit(size)
+    )
+    named = any(
+        isinstance(c, AllowedPayees) and merchant_id in c.merchant_ids for c in mandate.constraints
+    )
+    paid_before = uow.execute(
+        select(p.c.id).where(p.c.user_id == mandate.user, p.c.merchant_id == merchant_id, succeeded)
+    ).first()
+    return RiskInputs(
+        agent_payment_times=times(
+            p.c.agent_id == mandate.agent, succeeded, window_s=risk.agent_window_s
+        ),
+        mandate_payment_times=times(
+            p.c.mandate_id == mandate.id, succeeded, window_s=risk.mandate_window_s
+        ),
+        mandate_amounts=tuple(int(row.amount) for row in amounts),
+        # A merchant the user named in the mandate is not new to them, whatever the history.
+        merchant_is_new=not named and paid_before is None,
+        failure_times=times(
+            p.c.agent_id == mandate.agent, p.c.status == "declined", window_s=risk.failure_window_s
+        ),
+    )
+
+
+def _acting_for(
+    principal: Principal, kind: PrincipalType, owner: str, mandate: Mandate
+) -> Principal:
+    """The principal the platform acts as under ``mandate``: its user or the payee."""
+    return Principal(
+        type=kind,
+        id=owner,
+        livemode=principal.livemode,
+        key_id=f"mandate:{mandate.id}",
+        api_version=principal.api_version,
+    )
+
+
+def _funded(
+    uow: UnitOfWork, principal: Principal, mandate: Mandate, request: PaymentRequest
+) -> bool:
+    user = _acting_for(principal, PrincipalType.USER, mandate.user, mandate)
+    wallet = own_account(uow, user, None, request.currency, "$.currency")
+    return wallet.available >= request.amount
+
+
+def _settle(
+    uow: UnitOfWork,
+    principal: Principal,
+    mandate: Mandate,
+    request: PaymentRequest,
+    payment_id: str,
+) -> tuple[str, str]:
+    """Hold on the user's wallet, captured by the payee at once; (hold id, transfer id)."""
+    user = _acting_for(principal, PrincipalType.USER, mandate.user, mandate)
+    payee = _acting_for(principal, PrincipalType.MERCHANT, request.payee, mandate)
+    hold = holds.create_hold(
+        uow,
+        user,
+        destination=request.payee,
+        amount=request.amount,
+        currency=request.currency,
+        description=f"payment {payment_id} under mandate {mandate.id}",
+    )
+    captured = holds.capture_hold(uow, payee, hold.hold.id)
+    transfer_id = captured.capture_transfer_id
+    if transfer_id is None:
+        raise InvalidRequest(f"hold {hold.hold.id} was captured without a transfer")
+    return hold.hold.id, transfer_id
+
+
+def _receipt(
+    uow: UnitOfWork,
+    master_key: bytes,
+    issuer: str,
+    payment_id: str,
+    mandate: Mandate,
+    request: PaymentRequest,
+    decision: Decision,
+    transfer_id: str | None,
+) -> str | None:
+    if decision.outcome is Outcome.REQUIRES_CONFIRMATION:
+        return None
+    authorized = AuthorizedPayment(
+        request.amount, request.currency, request.payee, mandate.id, request.cart_hash
+    )
+    if decision.outcome is Outcome.APPROVE:
+        return receipts.issue_receipt(
+            uow,
+            master_key,
+            issuer=issuer,
+            payment_id=payment_id,
+            authorized=authorized,
+            transfer_id=transfer_id,
+        )
+    return receipts.issue_receipt(
+        uow,
+        master_key,
+        issuer=issuer,
+        payment_id=payment_id,
+        authorized=authorized,
+        error=decision.reasons[0],
+        error_description="declined: " + ", ".join(decision.reasons),
+    )
+
+
+def _insert(uow: UnitOfWork, record: PaymentRecord) -> None:
+    values = {item.name: getattr(record, item.name) for item in fields(record)}
+    values["reasons"] = list(record.reasons)
+    uow.execute(insert(payments).values(**values))
+
+
+def _from_row(row: Any) -> PaymentRecord:
+    return PaymentRecord(
+        id=row.id,
+        livemode=bool(row.livemode),
+        mandate_id=row.mandate_id,
+        agent_id=row.agent_id,
+        user_id=row.user_id,
+        merchant_id=row.merchant_id,
+        amount=int(row.amount),
+        currency=row.currency,
+        status=row.status,
+        reasons=tuple(row.reasons),
+        hold_id=row.hold_id,
+        transfer_id=row.transfer_id,
+        receipt=row.receipt,
+        cart_hash=row.cart_hash,
+        created_at=row.created_at,
+    )
+
+
+def get_payment(uow: UnitOfWork, principal: Principal, payment_id: str) -> PaymentRecord:
+    """The payment, for its agent, its user, its merchant or an admin; 404 for anyone else."""
+    row = uow.execute(select(payments).where(payments.c.id == payment_id)).first()
+    parties = {row.agent_id, row.user_id, row.merchant_id} if row is not None else set()
+    if (
+        row is None
+        or bool(row.livemode) != principal.livemode
+        or not (principal.is_admin or principal.id in parties)
+    ):
+        raise NotFound(f"no such payment: {payment_id}", param="$.payment")
+    return _from_row(row)
+
+
+def wire_payment(record: PaymentRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "object": "payment",
+        "livemode": record.livemode,
+        "created": rfc3339(record.created_at),
+        "mandate": record.mandate_id,
+        "agent": record.agent_id,
+        "user": record.user_id,
+        "merchant": record.merchant_id,
+        "amount": record.amount,
+        "currency": record.currency,
+        "status": record.status,
+        "reasons": list(record.reasons),
+        "hold": record.hold_id,
+        "transfer": record.transfer_id,
+        "receipt": record.receipt,
+        "cart_hash": record.cart_hash,
+    }

@@ -1,0 +1,190 @@
+"""Mandates and payments over HTTP, on SQLite and PostgreSQL: the agent signs (RFC 9421),
+the user consents with their key, the agent pays, everyone reads, revocation wins.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from payment_support import signed_headers
+
+from conftest import Api, make_api
+from paywarden.kernel.clock import FakeClock
+from paywarden.store.unit_of_work import Store
+from paywarden.trust.keys import PrivateKey, ed25519_private_key
+from paywarden.trust.receipts import ReceiptStatus, verify_receipt
+
+
+@pytest.fixture
+def api(store: Store, tmp_path: Path) -> Iterator[Api]:
+    yield from make_api(store, master_key_file=tmp_path / "master.key")
+
+
+@dataclass
+class Agent:
+    api: Api
+    clock: FakeClock
+    key: PrivateKey
+    id: str
+
+    def post(self, path: str, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
+        raw = json.dumps(body).encode()
+        headers = signed_headers(self.key, "POST", path, created=self.clock.now(), body=raw)
+        headers["Content-Type"] = "application/json"
+        headers["Idempotency-Key"] = idempotency_key or secrets.token_hex(8)
+        return self.api.client.post(path, content=raw, headers=headers)
+
+    def get(self, path: str) -> Any:
+        headers = signed_headers(self.key, "GET", path, created=self.clock.now())
+        return self.api.client.get(path, headers=headers)
+
+
+@pytest.fixture
+def agent(api: Api, clock: FakeClock) -> Agent:
+    origin = f"https://agents-{secrets.token_hex(4)}.example"
+    made = api.post("/v1/agent_platforms", api.admin_key, {"name": "Agents", "origin": origin})
+    assert made.status_code == 201, made.text
+    key = ed25519_private_key(secrets.token_bytes(32))
+    registered = api.post(
+        "/v1/agents", made.json()["secret_key"], {"name": "Shopper", "keys": [key.public_jwk()]}
+    )
+    assert registered.status_code == 201, registered.text
+    return Agent(api, clock, key, registered.json()["id"])
+
+
+def _code(response: Any) -> str:
+    return str(response.json()["error"]["code"])
+
+
+def _granted(api: Api, agent: Agent, user: dict[str, Any], user_key: str, merchant: str) -> str:
+    asked = agent.post(
+        "/v1/mandates",
+        {
+            "user": user["id"],
+            "currency": "USD",
+            "timezone": "Europe/Paris",
+            "constraints": [
+                {
+                    "type": "paywarden.period_budget",
+                    "period": "daily",
+                    "currency": "usd",
+                    "max": 5_000,
+                },
+                {"type": "payment.allowed_payees", "allowed": [merchant]},
+            ],
+            "conversation_excerpt": "get me my usual coffee beans",
+        },
+    )
+    assert asked.status_code == 201, asked.text
+    body = asked.json()
+    assert (body["object"], body["status"], body["agent"]) == (
+        "mandate",
+        "pending_consent",
+        agent.id,
+    )
+    assert body["consent_url"] == f"/consent/mandates/{body['id']}"
+    consented = api.post(f"/v1/mandates/{body['id']}/consent", user_key)
+    assert consented.status_code == 200, consented.text
+    assert consented.json()["status"] == "active" and consented.json()["consent_url"] is None
+    return str(body["id"])
+
+
+def test_an_agent_asks_the_user_consents_and_the_agent_pays(api: Api, agent: Agent) -> None:
+    user, user_key = api.user(funded=20_000)
+    merchant, merchant_key = api.merchant()
+    mandate_id = _granted(api, agent, user, user_key, merchant["id"])
+
+    paid = agent.post(
+        "/v1/payments",
+        {"mandate": mandate_id, "merchant": merchant["id"], "amount": 1_200, "currency": "usd"},
+    )
+    assert paid.status_code == 201, paid.text
+    payment = paid.json()
+    assert (payment["object"], payment["status"], payment["reasons"]) == (
+        "payment",
+        "succeeded",
+        [],
+    )
+    jwks = api.client.get("/.well-known/jwks.json").json()
+    receipt = verify_receipt(payment["receipt"], jwks)
+    assert receipt.status is ReceiptStatus.SUCCESS and receipt.payment_id == payment["id"]
+
+    for reader in (
+        agent.get(f"/v1/payments/{payment['id']}"),
+        api.get(f"/v1/payments/{payment['id']}", user_key),
+        api.get(f"/v1/payments/{payment['id']}", merchant_key),
+    ):
+        assert reader.status_code == 200, reader.text
+        assert reader.json() == payment
+    seen = agent.get(f"/v1/mandates/{mandate_id}")
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["remaining"][0]["amount_left"] == 5_000 - 1_200
+
+
+def test_a_retried_payment_is_replayed_not_paid_twice(api: Api, agent: Agent) -> None:
+    user, user_key = api.user(funded=20_000)
+    merchant, _ = api.merchant()
+    mandate_id = _granted(api, agent, user, user_key, merchant["id"])
+    body = {"mandate": mandate_id, "merchant": merchant["id"], "amount": 700, "currency": "usd"}
+    first = agent.post("/v1/payments", body, idempotency_key="pay-once")
+    again = agent.post("/v1/payments", body, idempotency_key="pay-once")
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
+    left = api.get(f"/v1/mandates/{mandate_id}", user_key).json()["remaining"][0]["amount_left"]
+    assert left == 5_000 - 700
+
+
+def test_revoked_by_an_admin_the_next_payment_is_declined(api: Api, agent: Agent) -> None:
+    user, user_key = api.user(funded=20_000)
+    merchant, _ = api.merchant()
+    mandate_id = _granted(api, agent, user, user_key, merchant["id"])
+    revoked = api.post(f"/v1/mandates/{mandate_id}/revoke", api.admin_key)
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    declined = agent.post(
+        "/v1/payments",
+        {"mandate": mandate_id, "merchant": merchant["id"], "amount": 100, "currency": "usd"},
+    )
+    assert declined.status_code == 201, declined.text
+    assert (declined.json()["status"], declined.json()["reasons"]) == (
+        "declined",
+        ["mandate_not_active"],
+    )
+    jwks = api.client.get("/.well-known/jwks.json").json()
+    assert verify_receipt(declined.json()["receipt"], jwks).status is ReceiptStatus.ERROR
+
+
+def test_agent_signatures_never_grant_and_keys_never_pay(api: Api, agent: Agent) -> None:
+    user, user_key = api.user(funded=1_000)
+    merchant, _ = api.merchant()
+    asked = agent.post(
+        "/v1/mandates",
+        {
+            "user": user["id"],
+            "currency": "usd",
+            "constraints": [{"type": "payment.budget", "currency": "usd", "max": 500}],
+        },
+    )
+    mandate_id = asked.json()["id"]
+    refused = agent.post(f"/v1/mandates/{mandate_id}/consent", {})
+    assert (refused.status_code, _code(refused)) == (401, "agent_not_allowed")
+    body = {"mandate": mandate_id, "merchant": merchant["id"], "amount": 100, "currency": "usd"}
+    by_user = api.post("/v1/payments", user_key, body)
+    assert by_user.status_code == 403, by_user.text
+    unknown = agent.post(
+        "/v1/mandates",
+        {
+            "user": user["id"],
+            "currency": "usd",
+            "constraints": [
+                {"type": "payment.budget", "currency": "usd", "max": 500},
+                {"type": "payment.reference", "id": "x"},
+            ],
+        },
+    )
+    assert (unknown.status_code, _code(unknown)) == (400, "unknown_constraint")

@@ -331,4 +331,10 @@ audit_checkpoints = Table(
 )
 
 # Tables kept in their own modules register themselves on `metadata` when imported here.
-from paywarden.store import tables_agents, tables_keys, tables_mandates  # noqa: E402,F401
+from paywarden.store import (  # noqa: E402,F401
+    tables_agents,
+    tables_approvals,
+    tables_keys,
+    tables_mandates,
+    tables_privacy,
+)

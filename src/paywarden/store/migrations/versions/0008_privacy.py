@@ -1,0 +1,26 @@
+"""Privacy.
+
+Revision ID: 0008
+Revises:  data export and erasure bookkeeping:0007
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = " data export and erasure bookkeeping:0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
+
+
+_ = (sa, op)

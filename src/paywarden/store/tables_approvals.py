@@ -1,0 +1,3 @@
+"""Tables for step-up approvals."""
+
+from __future__ import annotations

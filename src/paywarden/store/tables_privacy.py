@@ -1,0 +1,3 @@
+"""Tables for privacy requests (exports and erasures)."""
+
+from __future__ import annotations

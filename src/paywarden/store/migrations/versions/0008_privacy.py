@@ -1,7 +1,7 @@
-"""Privacy.
+"""Privacy: data export and erasure bookkeeping.
 
 Revision ID: 0008
-Revises:  data export and erasure bookkeeping:0007
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = " data export and erasure bookkeeping:0007"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

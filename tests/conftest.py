@@ -9,6 +9,7 @@ server hosts it). When that server is unreachable they skip locally, and fail wh
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import time
@@ -277,6 +278,11 @@ class Api:
 
 
 def make_api(store: Store, **settings: Any) -> Iterator[Api]:
+    if "master_key" not in settings and "master_key_file" not in settings:
+        # A fresh master key per app, held in memory: tests never write key files into
+        # the working tree.
+        settings["master_key"] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        settings["master_key"] = settings["master_key"].rstrip("=")
     app = create_app(Settings(database_url="sqlite://", **settings), store)
     key = store.run(platform.bootstrap_admin)
     assert key is not None and key.secret

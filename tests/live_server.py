@@ -214,7 +214,11 @@ def start(database_url: str, log_path: Path, *options: str) -> tuple[subprocess.
         command += ["--host", "127.0.0.1", "--port", str(port)]
         with log_path.open("ab") as log:
             process = subprocess.Popen(  # the log file stays open in the child
-                command, stdout=log, stderr=subprocess.STDOUT, env=server_env()
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=server_env(),
+                cwd=log_path.parent,  # its paywarden-data/ (master key) lands in the tmp dir
             )
         try:
             if wait_ready(process, base_url):

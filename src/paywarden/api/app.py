@@ -27,10 +27,11 @@ from paywarden.api.routes_mandates import router as mandates_router
 from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
-from paywarden.services import agents, holds, idempotency, keys
+from paywarden.services import agents, audit, holds, idempotency, keys
 from paywarden.store import migrate
 from paywarden.store.engine import make_engine
-from paywarden.store.unit_of_work import Store
+from paywarden.store.unit_of_work import Store, UnitOfWork
+from paywarden.trust.custody import Purpose
 
 __all__ = ["create_app"]
 
@@ -82,17 +83,30 @@ log = logging.getLogger("paywarden")
 
 
 async def _maintain(runtime: Runtime) -> None:
-    """Release holds past their deadline and forget idempotency keys past retention, every
-    ``hold_expiry_interval_s``. Errors are logged and retried next round: the work is
-    idempotent and a missed round only delays it."""
+    """Every ``hold_expiry_interval_s``: release holds past their deadline, forget
+    idempotency keys and nonces past retention; every ``audit_checkpoint_interval_s``: seal
+    the audit log with a signed checkpoint. Errors are logged and retried next round: the
+    work is idempotent and a missed round only delays it."""
+    settings = runtime.settings
+    last_checkpoint = asyncio.get_running_loop().time()
     while True:
-        await asyncio.sleep(runtime.settings.hold_expiry_interval_s)
+        await asyncio.sleep(settings.hold_expiry_interval_s)
         try:
             await run_in_threadpool(runtime.store.run, holds.expire_holds)
             await run_in_threadpool(runtime.store.run, idempotency.purge_expired)
             await run_in_threadpool(runtime.store.run, agents.purge_expired_nonces)
+            now = asyncio.get_running_loop().time()
+            if now - last_checkpoint >= settings.audit_checkpoint_interval_s:
+                await run_in_threadpool(runtime.store.run, lambda uow: seal_audit_log(uow, runtime))
+                last_checkpoint = now
         except Exception:
             log.exception("maintenance round failed; retrying next round")
+
+
+def seal_audit_log(uow: UnitOfWork, runtime: Runtime) -> None:
+    """Write a signed checkpoint over every audit partition's head."""
+    signer = keys.active_signer(uow, Purpose.AUDIT_CHECKPOINT, runtime.master_key)
+    audit.checkpoint(uow, signer)
 
 
 def _add_operational_routes(app: FastAPI, runtime: Runtime, registry: CollectorRegistry) -> None:

@@ -61,6 +61,7 @@ LAYER_OF: dict[str, str] = {
     "paywarden.worker": ENTRYPOINTS,
     "paywarden.agent": ENTRYPOINTS,
     "paywarden.devices": ENTRYPOINTS,
+    "paywarden.bench": ENTRYPOINTS,
     "paywarden.__main__": ENTRYPOINTS,
     "paywarden.config": ENTRYPOINTS,
     "paywarden.sdk": SDK,

@@ -474,6 +474,53 @@ def _key_set(source: str | None, config: Path | None, database_url: str | None) 
         raise typer.Exit(2) from None
 
 
+# --- bench: `paywarden bench` (the runner lives in paywarden.bench) -------------------------
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="3 short runs (under 5 minutes)")] = False,
+    backend: Annotated[str, typer.Option(help="sqlite, postgres or both")] = "both",
+    runs: Annotated[
+        int | None, typer.Option(min=1, help="runs per scenario; the median is reported")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for the JSON report and SVG plot")] = Path(
+        "benchmarks/results"
+    ),
+    pg_url: Annotated[
+        str,
+        typer.Option(
+            "--pg-url",
+            envvar="PAYWARDEN_BENCH_PG_URL",
+            help="PostgreSQL server; a scratch database pw_bench_* is made and dropped on it",
+        ),
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+    smoke: Annotated[bool, typer.Option("--smoke", hidden=True)] = False,
+) -> None:
+    """Measure paywarden side by side with its limits (storage, crypto, HTTP); see
+    benchmarks/README.md. Exits 1 if a run fails verification."""
+    try:
+        from paywarden.bench.runner import run_cli  # noqa: PLC0415
+    except ImportError as error:
+        console.print(f"[red]bench needs the server install ({error.name} is missing)[/]")
+        raise typer.Exit(2) from None
+    flags = [*(["--quick"] if quick else []), *(["--smoke"] if smoke else [])]
+    flags += ["--backend", backend, *(["--runs", str(runs)] if runs else []), "--out", str(out)]
+    command = " ".join(["paywarden", "bench", *flags])
+    status = run_cli(
+        console,
+        quick=quick,
+        smoke=smoke,
+        backend=backend,
+        runs=runs,
+        out=out,
+        pg_url=pg_url,
+        command=command,
+    )
+    if status:
+        raise typer.Exit(status)
+
+
 def main() -> None:
     try:
         app()

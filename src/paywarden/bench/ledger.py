@@ -1,0 +1,275 @@
+"""paywarden's ledger path: a hold placed and captured, in-process and over HTTP.
+
+Both paths do for each payment what ``POST /v1/holds`` then ``POST /v1/holds/{id}/capture``
+do: claim an idempotency key in its own transaction, then run the effect and store the
+response against the key in a second one; so four transactions (``Store.run``) a payment.
+In-process calls the services directly, one payment after another (the principals are
+authenticated once). Over HTTP, N concurrent clients, each with its own user, drive
+``paywarden serve`` in a subprocess; the merchant captures.
+
+Setup (a merchant with a 1 % fee, the users, a card top-up for each) runs before the clock
+starts. Afterwards the run is verified in SQL: N holds captured, the postings of each
+currency sum to zero, every balance equals the sum of its postings, the merchant holds
+what it was paid, and there are 2N finished idempotency records.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from paywarden.bench.loopback import Client, drive, server
+from paywarden.bench.model import Outcome, Run, check
+from paywarden.kernel.principals import Principal
+from paywarden.services import holds, idempotency, identity, ledger, platform
+from paywarden.services.ledger import Card
+from paywarden.services.records import wire
+from paywarden.store import migrate, schema
+from paywarden.store.engine import make_engine
+from paywarden.store.unit_of_work import Store, UnitOfWork
+
+__all__ = ["in_process", "over_http"]
+
+AMOUNT = 500
+FEE_BPS = 100
+FUNDS = 10_000_000_000  # per user: far more than any run spends
+CARD = Card("4242424242424242", 12, 2099)
+RETENTION = timedelta(hours=24)
+LOCK_S = 30
+
+
+@dataclass
+class _World:
+    store: Store
+    secret: bytes
+    merchant: Principal
+    merchant_key: str
+    merchant_account: str
+    users: list[tuple[Principal, str]]  # (principal, secret key)
+
+
+def _setup(database_url: str, users: int) -> _World:
+    engine = make_engine(database_url, pool_size=max(5, users))
+    migrate.upgrade(engine)
+    store = Store(engine)
+    secret = store.run(platform.instance_secret)
+    store.run(platform.bootstrap_admin)
+    merchant, merchant_key = store.run(
+        lambda uow: identity.create_merchant(
+            uow, name="Bench", category="bench", currency="usd", fee_bps=FEE_BPS, livemode=False
+        )
+    )
+    assert merchant_key.secret is not None and merchant.account is not None
+    merchant_secret: str = merchant_key.secret
+    world = _World(
+        store,
+        secret,
+        store.run(lambda uow: identity.authenticate(uow, merchant_secret)),
+        merchant_secret,
+        merchant.account.id,
+        [],
+    )
+    for index in range(users):
+        world.users.append(store.run(partial(_funded_user, index=index, secret=secret)))
+    return world
+
+
+def _funded_user(uow: UnitOfWork, *, index: int, secret: bytes) -> tuple[Principal, str]:
+    """A user with a usd wallet topped up by card with :data:`FUNDS`, in one transaction."""
+    tag = f"{index}-{secrets.token_hex(4)}"
+    _user, key = identity.create_user(
+        uow, email=f"bench-{tag}@example.com", name="Bench", currency="usd", livemode=False
+    )
+    assert key.secret is not None
+    principal = identity.authenticate(uow, key.secret)
+    top = ledger.top_up(uow, principal, amount=FUNDS, currency="usd", card=CARD, token_key=secret)
+    check(top.status == "succeeded", f"the setup top-up failed: {top.failure_code}")
+    return principal, key.secret
+
+
+def _idempotent(
+    world: _World, principal: Principal, path: str, body: dict[str, Any], effect: Any, status: int
+) -> Any:
+    """What the API's ``post`` does: claim the key, then the effect and its stored response."""
+    scope = idempotency.Scope(principal.scope, "POST", path, secrets.token_hex(12))
+    fingerprint = idempotency.fingerprint(body, world.secret)
+    claimed = world.store.run(
+        lambda uow: idempotency.claim(uow, scope, fingerprint, retention=RETENTION, lock_s=LOCK_S)
+    )
+    check(isinstance(claimed, idempotency.Claimed), f"a fresh key was not claimed: {path}")
+    assert isinstance(claimed, idempotency.Claimed)
+
+    def work(uow: UnitOfWork) -> Any:
+        result = effect(uow)
+        text = json.dumps(wire(result))
+        check(idempotency.complete(uow, scope, claimed, status, text), "the key was taken over")
+        return result
+
+    return world.store.run(work)
+
+
+def _verify(engine: Engine, payments: int, merchant_account: str) -> list[str]:
+    h, p, a, k = schema.holds, schema.postings, schema.accounts, schema.idempotency_keys
+    with engine.connect() as connection:
+        captured = connection.execute(
+            select(func.count()).select_from(h).where(h.c.status == "posted")
+        ).scalar_one()
+        check(captured == payments, f"{captured} holds captured, {payments} payments made")
+        pending = connection.execute(
+            select(func.count()).select_from(h).where(h.c.status != "posted")
+        ).scalar_one()
+        check(pending == 0, f"{pending} holds left uncaptured")
+        by_currency = connection.execute(
+            select(p.c.currency, func.sum(p.c.amount)).group_by(p.c.currency)
+        ).all()
+        check(
+            all(total == 0 for _c, total in by_currency), f"postings do not sum to 0: {by_currency}"
+        )
+        sums = (
+            select(p.c.account_id, func.sum(p.c.amount).label("total"))
+            .group_by(p.c.account_id)
+            .subquery()
+        )
+        rows = connection.execute(
+            select(a.c.id, a.c.posted, a.c.pending_out, sums.c.total).select_from(
+                a.outerjoin(sums, sums.c.account_id == a.c.id)
+            )
+        ).all()
+        drifted = [row.id for row in rows if row.posted != (row.total or 0)]
+        check(not drifted, f"balances differ from the sum of their postings: {drifted[:3]}")
+        reserved = [row.id for row in rows if row.pending_out != 0]
+        check(not reserved, f"accounts still hold reservations: {reserved[:3]}")
+        paid = next(row.posted for row in rows if row.id == merchant_account)
+        fee = AMOUNT * FEE_BPS // 10_000
+        check(
+            paid == payments * (AMOUNT - fee),
+            f"the merchant holds {paid}, not {payments} x {AMOUNT - fee}",
+        )
+        done = connection.execute(
+            select(func.count()).select_from(k).where(k.c.state == "done")
+        ).scalar_one()
+        keys = connection.execute(select(func.count()).select_from(k)).scalar_one()
+        check(
+            done == keys == 2 * payments,
+            f"{done} finished of {keys} idempotency records, {2 * payments} expected",
+        )
+    return [
+        f"{captured} holds captured",
+        "postings sum to zero per currency",
+        "balances = sum of postings",
+        "merchant paid in full, no reservation left",
+        f"{done} idempotency records (2 per payment)",
+    ]
+
+
+def in_process(database_url: str, payments: int) -> Outcome:
+    """``payments`` holds placed and captured through the services, one after another."""
+    world = _setup(database_url, users=1)
+    try:
+        user, _key = world.users[0]
+        hold_body = {"destination": world.merchant_account, "amount": AMOUNT, "currency": "usd"}
+        latencies: list[float] = []
+        started = time.perf_counter()
+        for _ in range(payments):
+            t0 = time.perf_counter()
+            view = _idempotent(
+                world,
+                user,
+                "/v1/holds",
+                hold_body,
+                lambda uow: holds.create_hold(
+                    uow, user, destination=world.merchant_account, amount=AMOUNT, currency="usd"
+                ),
+                201,
+            )
+            hold_id = view.hold.id
+            _idempotent(
+                world,
+                world.merchant,
+                f"/v1/holds/{hold_id}/capture",
+                {},
+                lambda uow, hold_id=hold_id: holds.capture_hold(uow, world.merchant, hold_id),
+                200,
+            )
+            latencies.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - started
+        checks = _verify(world.store.engine, payments, world.merchant_account)
+    finally:
+        world.store.engine.dispose()
+    return Outcome(Run(payments, elapsed, latencies, checks))
+
+
+def over_http(
+    database_url: str,
+    *,
+    concurrency: int,
+    duration_s: float,
+    scratch: Path,
+    log_path: Path,
+) -> Outcome:
+    """N clients place and capture holds against ``paywarden serve`` for ``duration_s``."""
+    world = _setup(database_url, users=concurrency)
+    world.store.engine.dispose()  # the server has the database to itself while measured
+    merchant_auth = ("Authorization", f"Bearer {world.merchant_key}")
+    hold_body = json.dumps(
+        {"destination": world.merchant_account, "amount": AMOUNT, "currency": "usd"}
+    ).encode()
+    user_auth = [("Authorization", f"Bearer {key}") for _p, key in world.users]
+
+    async def step(client: Client, worker: int, _seq: int) -> str | None:
+        status, body = await client.request(
+            "POST",
+            "/v1/holds",
+            hold_body,
+            [user_auth[worker], ("Idempotency-Key", secrets.token_hex(12))],
+        )
+        if status != 201:
+            return f"hold: status {status}: {body[:300]!r}"
+        hold_id = json.loads(body)["id"]
+        status, body = await client.request(
+            "POST",
+            f"/v1/holds/{hold_id}/capture",
+            b"{}",
+            [merchant_auth, ("Idempotency-Key", secrets.token_hex(12))],
+        )
+        if status != 200:
+            return f"capture: status {status}: {body[:300]!r}"
+        if json.loads(body).get("status") != "posted":
+            return f"capture: not posted: {body[:300]!r}"
+        return None
+
+    command = [
+        sys.executable,
+        "-c",
+        "from paywarden.cli.main import main; main()",
+        "serve",
+        "--database-url",
+        database_url,
+        "--no-migrate",
+    ]
+    env = {
+        "PAYWARDEN_LOG_LEVEL": "warning",
+        "PAYWARDEN_MASTER_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32))
+        .rstrip(b"=")
+        .decode(),
+    }
+    with server(command, ready_path="/readyz", log_path=log_path, cwd=scratch, env=env) as port:
+        load = drive(port, concurrency, duration_s, step)
+    check(not load.errors, f"{len(load.errors)} payments failed, first: {load.errors[:1]}")
+    check(load.count > 0, "no payment completed")
+    engine = make_engine(database_url)
+    try:
+        checks = _verify(engine, load.count, world.merchant_account)
+    finally:
+        engine.dispose()
+    return Outcome(Run(load.count, load.elapsed_s, load.latencies_s, checks))

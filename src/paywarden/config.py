@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     hold_expiry_interval_s: float = Field(
         30.0, gt=0, description="how often `serve` releases holds past their deadline"
     )
+    approval_ttl_s: int = Field(
+        900, ge=1, description="how long a user has to approve a payment that needs confirmation"
+    )
+    approval_reauth_above: int = Field(
+        10_000, ge=0, description="approving an amount above this (minor units) re-authenticates"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     config_file: Path | None = Field(None, description="the TOML file these came from")
     master_key_file: Path = Field(
@@ -111,19 +117,36 @@ def load_master_key(settings: Settings) -> bytes:
 
 def create_master_key_file(path: Path) -> bool:
     """Write a new random master key to ``path`` (mode 0600) unless a file is there already;
-    whether one was written."""
+    whether one was written.
+
+    The key is written and fsynced under a temporary name, then linked into place: ``link``
+    fails when ``path`` exists, so of several processes starting at once exactly one key
+    wins, and no reader ever sees a half-written file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return False
     encoded = base64.urlsafe_b64encode(secrets.token_bytes(MASTER_KEY_BYTES)).rstrip(b"=")
-    with os.fdopen(descriptor, "wb") as file:
-        os.fchmod(file.fileno(), 0o600)  # whatever the umask
-        file.write(encoded + b"\n")
-        file.flush()
-        os.fsync(file.fileno())
-    return True
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            os.fchmod(file.fileno(), 0o600)  # whatever the umask
+            file.write(encoded + b"\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the new name survives a crash too
+        finally:
+            os.close(directory)
+        return True
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _decode_master_key(text: str, source: str) -> bytes:

@@ -387,3 +387,20 @@ def test_a_key_is_kept_24_hours_then_a_reuse_is_a_new_request(api: Api, clock: F
     assert reused.status_code == 201, reused.text
     assert "Idempotent-Replayed" not in reused.headers
     assert sorted(h["amount"] for h in holds(api, key)) == [1_000, 2_000]
+
+
+def test_a_replayed_creation_never_returns_or_stores_the_secret_key(sqlite_api: Api) -> None:
+    body = {"email": "once@example.com", "name": "Once", "currency": "usd"}
+    first = sqlite_api.post("/v1/users", sqlite_api.admin_key, body, idempotency_key="create-1")
+    assert first.status_code == 201
+    secret = first.json()["secret_key"]
+    assert secret.startswith("pw_test_")
+    replay = sqlite_api.post("/v1/users", sqlite_api.admin_key, body, idempotency_key="create-1")
+    assert replay.status_code == 201
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["id"] == first.json()["id"]
+    assert replay.json()["secret_key"] is None
+    assert replay.json()["secret_key_redacted"] is True
+    with sqlite_api.store.engine.connect() as connection:
+        stored = connection.exec_driver_sql("SELECT response_body FROM idempotency_keys").all()
+    assert stored and all(secret not in (row[0] or "") for row in stored)

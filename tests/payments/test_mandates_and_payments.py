@@ -11,6 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+
+from conftest import START
 from payment_support import (
     ISSUER,
     World,
@@ -18,9 +21,6 @@ from payment_support import (
     make_world,
     payees,
 )
-from sqlalchemy import func, select
-
-from conftest import START
 from paywarden.authorization.constraints import ConstraintError
 from paywarden.kernel.clock import FakeClock
 from paywarden.kernel.errors import Conflict, NotFound, PermissionDenied
@@ -71,7 +71,7 @@ def test_the_lifecycle_from_request_to_revocation_is_audited_and_announced(
     mandate_id = requested.mandate.id
     wired = mandates.wire_mandate(requested)
     assert wired["status"] == "pending_consent"
-    assert wired["consent_url"] == f"/consent/mandates/{mandate_id}"
+    assert wired["consent_url"] == f"/mandates/{mandate_id}/consent"
     assert wired["conversation_excerpt"] == "buy me coffee, at most 5 a day"
     assert world.pay(mandate_id, 100).reasons == ("mandate_not_active",)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from payment_support import signed_headers
 
 from conftest import Api, make_api
+from payment_support import signed_headers
 from paywarden.kernel.clock import FakeClock
 from paywarden.store.unit_of_work import Store
 from paywarden.trust.keys import PrivateKey, ed25519_private_key
@@ -88,7 +88,7 @@ def _granted(api: Api, agent: Agent, user: dict[str, Any], user_key: str, mercha
         "pending_consent",
         agent.id,
     )
-    assert body["consent_url"] == f"/consent/mandates/{body['id']}"
+    assert body["consent_url"] == f"http://testserver/mandates/{body['id']}/consent"
     consented = api.post(f"/v1/mandates/{body['id']}/consent", user_key)
     assert consented.status_code == 200, consented.text
     assert consented.json()["status"] == "active" and consented.json()["consent_url"] is None

@@ -979,7 +979,7 @@ MACHINE_SETTINGS = {
 }
 # A planted bug must be caught, the same way every run: fixed seed, no shrinking, one bug.
 PLANTED_SETTINGS = settings(
-    max_examples=80,
+    max_examples=300,  # a run stops at its first catch; most bugs fall within 20
     stateful_step_count=50,
     derandomize=True,
     phases=[Phase.explicit, Phase.generate],

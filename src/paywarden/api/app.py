@@ -23,15 +23,18 @@ from paywarden.api.http import error_response, request_id
 from paywarden.api.middleware import BodyLimit, Metrics, RequestId
 from paywarden.api.routes import router
 from paywarden.api.routes_agents import router as agents_router
+from paywarden.api.routes_approvals import router as approvals_router
 from paywarden.api.routes_mandates import router as mandates_router
+from paywarden.api.routes_privacy import router as privacy_router
 from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
-from paywarden.services import agents, audit, holds, idempotency, keys
+from paywarden.services import agents, approvals, audit, holds, idempotency, keys
 from paywarden.store import migrate
 from paywarden.store.engine import make_engine
 from paywarden.store.unit_of_work import Store, UnitOfWork
 from paywarden.trust.custody import Purpose
+from paywarden.web.routes import router as web_router
 
 __all__ = ["create_app"]
 
@@ -69,6 +72,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(agents_router)
     app.include_router(mandates_router)
+    app.include_router(privacy_router)
+    app.include_router(approvals_router)
+    app.include_router(web_router)
     _add_operational_routes(app, runtime, registry)
     _add_error_handlers(app)
     # The last added runs first: RequestId → Metrics → BodyLimit → the app, so a 413 from
@@ -95,6 +101,7 @@ async def _maintain(runtime: Runtime) -> None:
             await run_in_threadpool(runtime.store.run, holds.expire_holds)
             await run_in_threadpool(runtime.store.run, idempotency.purge_expired)
             await run_in_threadpool(runtime.store.run, agents.purge_expired_nonces)
+            await run_in_threadpool(runtime.store.run, approvals.expire_due)
             now = asyncio.get_running_loop().time()
             if now - last_checkpoint >= settings.audit_checkpoint_interval_s:
                 await run_in_threadpool(runtime.store.run, lambda uow: seal_audit_log(uow, runtime))

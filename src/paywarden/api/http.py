@@ -268,7 +268,7 @@ async def post(
         result = work(uow, principal, validate(model, raw))
         code, payload = render(result) if render else (status, wire(result))
         text = json.dumps(payload)
-        if not idempotency.complete(uow, scope, claimed, code, text):
+        if not idempotency.complete(uow, scope, claimed, code, _without_secrets(payload, text)):
             raise Unavailable(
                 "this request's Idempotency-Key was taken over by a retry",
                 code="idempotency_lock_lost",
@@ -309,6 +309,15 @@ async def post(
         await _release(rt, scope, claimed)
         raise
     return json_response(code, text, version=version)
+
+
+def _without_secrets(payload: dict[str, Any], text: str) -> str:
+    """What the idempotency record keeps of a response: a secret key is shown once and
+    never stored in clear, so a replay answers ``secret_key: null`` with
+    ``secret_key_redacted: true``."""
+    if payload.get("secret_key") is None:
+        return text
+    return json.dumps({**payload, "secret_key": None, "secret_key_redacted": True})
 
 
 async def _release(rt: Runtime, scope: idempotency.Scope, claimed: idempotency.Claimed) -> None:

@@ -1,14 +1,16 @@
 """Mandates and the payments agents make under them.
 
 - ``POST /v1/mandates`` (agent, signed): ask a user for a mandate; it answers
-  ``pending_consent`` with a ``consent_url``. The consent page on the trusted surface is a
-  later task: meanwhile the user consents with their own key at ``…/consent``.
+  ``pending_consent`` with a ``consent_url``: the consent page on the trusted surface
+  (``paywarden.web``); the user may also consent with their own key at ``…/consent``.
 - ``POST /v1/mandates/{id}/consent|pause|resume`` (the mandate's user), ``…/revoke`` (the
   user or an admin). Agent signatures never reach these: they grant or change authority.
 - ``GET /v1/mandates/{id}`` (the user, the agent or an admin), with ``remaining``.
 - ``POST /v1/payments`` (agent, signed, ``Idempotency-Key``): 201 with the payment, whose
   ``status`` is ``succeeded``, ``requires_confirmation`` or ``declined`` with ``reasons`` and
   a signed ``receipt``; ``GET /v1/payments/{id}`` for its agent, user, merchant or an admin.
+  ``requires_confirmation`` carries ``approval`` (``apr_…``) and ``approval_url``; see
+  :mod:`paywarden.api.routes_approvals`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from paywarden.api import schemas as s
 from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
 from paywarden.kernel.principals import Principal
-from paywarden.services import mandates, payments
+from paywarden.services import approvals, mandates, payments
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = ["router"]
@@ -51,8 +53,9 @@ class PaymentCreate(s.Body):
     cart_hash: StrictStr | None = Field(None, max_length=100)
 
 
-def _mandate(status: int) -> Callable[[Any], tuple[int, dict[str, Any]]]:
-    return lambda view: (status, mandates.wire_mandate(view))
+def _mandate(status: int, request: Request) -> Callable[[Any], tuple[int, dict[str, Any]]]:
+    base_url = str(request.base_url).rstrip("/")
+    return lambda view: (status, mandates.wire_mandate(view, base_url=base_url))
 
 
 @router.post(
@@ -72,7 +75,9 @@ async def request_mandate(request: Request) -> Response:
             conversation_excerpt=b.conversation_excerpt,
         )
 
-    return await post(request, MandateCreate, work, render=_mandate(201), allow_agents=True)
+    return await post(
+        request, MandateCreate, work, render=_mandate(201, request), allow_agents=True
+    )
 
 
 def _transition(name: str) -> Any:
@@ -82,7 +87,7 @@ def _transition(name: str) -> Any:
         def work(uow: UnitOfWork, p: Principal, b: s.Empty) -> Any:
             return change(uow, p, mandate_id)
 
-        return await post(request, s.Empty, work, render=_mandate(200))
+        return await post(request, s.Empty, work, render=_mandate(200, request))
 
     handler.__name__ = f"{name}_mandate"
     handler.__doc__ = {
@@ -117,9 +122,12 @@ async def _get(
 @router.get("/v1/mandates/{mandate_id}", tags=["mandates"])
 async def get_mandate(request: Request, mandate_id: str) -> Response:
     """The mandate with what it still allows: for its user, its agent or an admin."""
+    base_url = str(request.base_url).rstrip("/")
     return await _get(
         request,
-        lambda uow, p: mandates.wire_mandate(mandates.get_mandate(uow, p, mandate_id)),
+        lambda uow, p: mandates.wire_mandate(
+            mandates.get_mandate(uow, p, mandate_id), base_url=base_url
+        ),
     )
 
 
@@ -142,6 +150,9 @@ async def create_payment(request: Request) -> Response:
             b.cart_hash,
             master_key=rt.master_key,
             issuer=issuer,
+            approval=approvals.ApprovalPolicy(
+                rt.settings.approval_ttl_s, rt.settings.approval_reauth_above
+            ),
         )
 
     def render(record: Any) -> tuple[int, dict[str, Any]]:

@@ -9,6 +9,7 @@ __all__ = ["EVENT_TYPES"]
 
 EVENT_TYPES: Final[dict[str, str]] = {
     "user.created": "a user was created, with a wallet",
+    "user.erased": "a user's personal data was erased; their mandates and keys were revoked",
     "merchant.created": "a merchant was created, with its account",
     "account.created": "an account was opened (for example another wallet currency)",
     "top_up.succeeded": "a card top-up moved money into a wallet",
@@ -30,4 +31,9 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "payment.succeeded": "an agent's payment under a mandate moved the money",
     "payment.declined": "an agent's payment was declined; nothing moved",
     "payment.requires_confirmation": "a payment awaits the user's confirmation; nothing moved yet",
+    "approval.requested": "a payment needs the user's approval on the trusted surface",
+    "approval.approved": "the user approved: the platform completed the payment",
+    "approval.declined": "the user declined, or a hard limit failed on approval; nothing moved",
+    "approval.expired": "the user did not decide in time; the payment was declined",
+    "approval.voided": "the payment no longer matched what the user was asked; nothing moved",
 }

@@ -51,7 +51,7 @@ from paywarden.store.tables_mandates import EXCERPT_LENGTH_MAX, mandates
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = [
-    "CONSENT_URL_PLACEHOLDER",
+    "CONSENT_PATH",
     "EXCERPT_TTL",
     "MandateView",
     "amend",
@@ -68,8 +68,8 @@ __all__ = [
 
 # How long the conversation excerpt is kept for the consent page; after that it is not shown.
 EXCERPT_TTL = timedelta(days=30)
-# The consent page on the trusted surface is a later task; until then this path names it.
-CONSENT_URL_PLACEHOLDER = "/consent/mandates/{id}"
+# The consent page on the trusted surface (paywarden.web), relative to the server's base URL.
+CONSENT_PATH = "/mandates/{id}/consent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +265,8 @@ def _remaining(entry: BudgetRemaining) -> dict[str, Any]:
     return {name: value for name, value in body.items() if value is not None}
 
 
-def wire_mandate(view: MandateView) -> dict[str, Any]:
+def wire_mandate(view: MandateView, *, base_url: str = "") -> dict[str, Any]:
+    """The wire object; ``consent_url`` is absolute when ``base_url`` is given."""
     mandate = view.mandate
     pending = mandate.status is rules.MandateStatus.PENDING_CONSENT
     return {
@@ -285,6 +286,6 @@ def wire_mandate(view: MandateView) -> dict[str, Any]:
         "revoked_at": _instant(mandate.revoked_at),
         "ended_at": _instant(mandate.ended_at),
         "conversation_excerpt": view.conversation_excerpt,
-        "consent_url": CONSENT_URL_PLACEHOLDER.format(id=mandate.id) if pending else None,
+        "consent_url": base_url + CONSENT_PATH.format(id=mandate.id) if pending else None,
         "remaining": [_remaining(entry) for entry in view.remaining],
     }

@@ -10,7 +10,8 @@
 4. approve: a hold on the user's wallet for the merchant, captured at once, through the hold
    services (the platform acts for the user, who authorized it by the mandate, and for the
    merchant, whose capture it is), then the usage after the payment; deny: nothing moves;
-   requires_confirmation: nothing moves yet (approvals come later);
+   requires_confirmation: nothing moves yet; an approval (:mod:`~paywarden.services.approvals`)
+   is created in the same transaction, and the user's approval completes the payment;
 5. the payment row, an audit record, the outbox event and a signed receipt (``Success`` with
    the ledger transfer, ``Error`` with the first reason; none while confirmation is pending).
 
@@ -20,7 +21,7 @@ spend more than the mandate allows, on SQLite or PostgreSQL, from any number of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,7 +36,7 @@ from paywarden.kernel.clock import rfc3339
 from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied
 from paywarden.kernel.money import parse_amount, parse_currency
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.services import audit, holds, receipts
+from paywarden.services import approvals, audit, holds, receipts
 from paywarden.services.ledger import own_account
 from paywarden.services.mandates import zone
 from paywarden.store import schema
@@ -79,6 +80,7 @@ class PaymentRecord:
     receipt: str | None
     cart_hash: str | None
     created_at: datetime
+    approval_id: str | None = None  # stored in approvals.payment_id, not in this row
 
 
 def pay(
@@ -93,6 +95,7 @@ def pay(
     master_key: bytes,
     issuer: str,
     risk: RiskConfig = RISK_DEFAULT,
+    approval: approvals.ApprovalPolicy | None = None,
 ) -> PaymentRecord:
     """Decide and, if approved, settle one payment; see the module docstring."""
     if principal.type is not PrincipalType.AGENT or principal.id is None:
@@ -136,6 +139,10 @@ def pay(
         created_at=now,
     )
     _insert(uow, record)
+    if decision.outcome is Outcome.REQUIRES_CONFIRMATION:
+        policy = approval or approvals.ApprovalPolicy()
+        created = approvals.create(uow, principal, record, policy)
+        record = replace(record, approval_id=created.id)
     audit.record(
         uow,
         _EVENT[decision.outcome],
@@ -288,6 +295,7 @@ def _receipt(
 
 def _insert(uow: UnitOfWork, record: PaymentRecord) -> None:
     values = {item.name: getattr(record, item.name) for item in fields(record)}
+    del values["approval_id"]
     values["reasons"] = list(record.reasons)
     uow.execute(insert(payments).values(**values))
 
@@ -322,7 +330,7 @@ def get_payment(uow: UnitOfWork, principal: Principal, payment_id: str) -> Payme
         or not (principal.is_admin or principal.id in parties)
     ):
         raise NotFound(f"no such payment: {payment_id}", param="$.payment")
-    return _from_row(row)
+    return replace(_from_row(row), approval_id=approvals.approval_for_payment(uow, payment_id))
 
 
 def wire_payment(record: PaymentRecord) -> dict[str, Any]:
@@ -343,4 +351,8 @@ def wire_payment(record: PaymentRecord) -> dict[str, Any]:
         "transfer": record.transfer_id,
         "receipt": record.receipt,
         "cart_hash": record.cart_hash,
+        "approval": record.approval_id,
+        "approval_url": (
+            approvals.APPROVAL_URL.format(id=record.approval_id) if record.approval_id else None
+        ),
     }

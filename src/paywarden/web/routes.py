@@ -1,0 +1,244 @@
+"""The trusted surface: server-rendered pages where the user, never the agent, decides.
+
+- ``GET /signin``, ``POST /signin``: the user enters their secret key once; the server checks
+  it and sets a signed session cookie (a new session id). ``POST /signout`` ends it.
+- ``GET /mandates/{id}/consent``: the agent asking (name, platform, key thumbprints), the
+  constraints in plain words, and the conversation excerpt the agent sent; Consent and
+  Decline buttons. ``POST`` to the same path with ``decision=consent|decline`` grants the
+  mandate (``services.mandates.consent``) or refuses it (``services.mandates.revoke``).
+
+Only the mandate's own user sees the page; anyone else gets 404. Every form carries a CSRF
+token bound to the session; a POST without a valid one is 403.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import and_, or_, select
+from starlette.concurrency import run_in_threadpool
+
+from paywarden.api.http import runtime
+from paywarden.authorization.constraints import AllowedPayees
+from paywarden.authorization.mandates import MandateStatus
+from paywarden.kernel.errors import AuthenticationFailed, Conflict, NotFound
+from paywarden.kernel.principals import Principal, PrincipalType
+from paywarden.services import identity, mandates
+from paywarden.store import schema
+from paywarden.store.tables_agents import agent_keys, agent_platforms, agents
+from paywarden.store.unit_of_work import UnitOfWork
+from paywarden.web import pages
+from paywarden.web.session import Session, anonymous, signed_in
+from paywarden.web.wording import describe_all
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+
+_STATUS_WORDS = {
+    MandateStatus.ACTIVE: "You consented. The agent may now pay within these limits.",
+    MandateStatus.PAUSED: "This mandate is paused.",
+    MandateStatus.REVOKED: "This mandate is revoked: the agent may not pay under it.",
+    MandateStatus.EXPIRED: "This mandate has expired.",
+    MandateStatus.EXHAUSTED: "This mandate is used up.",
+}
+
+
+@router.get("/static/paywarden.css")
+def stylesheet() -> Response:
+    return Response(
+        pages.stylesheet(),
+        media_type="text/css",
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+# --- sign-in ------------------------------------------------------------------------------
+
+
+def _sign_in_page(
+    request: Request,
+    session: Session,
+    next_path: str | None,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    context = {
+        "title": "Sign in",
+        "next": pages.safe_next(next_path) or "",
+        "error": error,
+        "user": session.user,
+    }
+    response = pages.render(request, "signin.html", context, session=session, status=status)
+    pages.set_session(request, response, session)
+    return response
+
+
+@router.get("/signin")
+async def sign_in_form(request: Request) -> Response:
+    """The sign-in form; a browser without a session gets an anonymous one for its CSRF."""
+    session = pages.web_session(request) or anonymous(runtime(request).store.clock.now())
+    return _sign_in_page(request, session, request.query_params.get("next"))
+
+
+@router.post("/signin")
+async def sign_in(request: Request) -> Response:
+    session = pages.web_session(request)
+    form = await pages.read_form(request)
+    if not pages.csrf_ok(request, session, form):
+        return pages.error_page(request, 403, "Refused", "The form expired. Reload and retry.")
+    assert session is not None
+    store = runtime(request).store
+    secret = (form.get("secret_key") or "").strip()
+    try:
+        principal = await run_in_threadpool(
+            store.run, lambda uow: identity.authenticate(uow, secret), read_only=True
+        )
+    except AuthenticationFailed:
+        principal = None
+    if principal is None or principal.type is not PrincipalType.USER or principal.id is None:
+        return _sign_in_page(
+            request,
+            session,
+            form.get("next"),
+            error="That is not a valid user secret key.",
+            status=401,
+        )
+    fresh = signed_in(
+        store.clock.now(),
+        user=principal.id,
+        key_id=principal.key_id,
+        livemode=principal.livemode,
+        api_version=principal.api_version,
+    )
+    response = pages.redirect(pages.safe_next(form.get("next")) or "/signin")
+    pages.set_session(request, response, fresh)
+    return response
+
+
+@router.post("/signout")
+async def sign_out(request: Request) -> Response:
+    session = pages.web_session(request)
+    form = await pages.read_form(request)
+    if not pages.csrf_ok(request, session, form):
+        return pages.error_page(request, 403, "Refused", "The form expired. Reload and retry.")
+    response = pages.redirect("/signin")
+    pages.clear_session(request, response)
+    return response
+
+
+# --- consent ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSummary:
+    id: str
+    name: str
+    status: str
+    platform: str
+    origin: str
+    thumbprints: tuple[str, ...]
+
+
+def _agent_summary(uow: UnitOfWork, agent_id: str) -> AgentSummary:
+    a, p, k = agents, agent_platforms, agent_keys
+    row = uow.execute(
+        select(a.c.id, a.c.name, a.c.status, p.c.name.label("platform"), p.c.origin)
+        .join(p, p.c.id == a.c.platform_id)
+        .where(a.c.id == agent_id)
+    ).one()
+    now = uow.clock.now()
+    valid = and_(
+        k.c.agent_id == agent_id,
+        k.c.status == "active",
+        or_(k.c.not_after.is_(None), k.c.not_after >= now),
+    )
+    kids = uow.execute(select(k.c.kid).where(valid).order_by(k.c.created_at, k.c.kid))
+    return AgentSummary(
+        row.id, row.name, row.status, row.platform, row.origin, tuple(kids.scalars())
+    )
+
+
+def _merchant_names(uow: UnitOfWork, ids: set[str], livemode: bool) -> dict[str, str]:
+    if not ids:
+        return {}
+    m = schema.merchants
+    rows = uow.execute(select(m.c.id, m.c.name).where(m.c.id.in_(ids), m.c.livemode == livemode))
+    return {row.id: row.name for row in rows}
+
+
+def _consent_context(uow: UnitOfWork, user: Principal, mandate_id: str) -> dict[str, Any]:
+    """What the page shows; 404 unless ``user`` is the mandate's own user."""
+    view = mandates.get_mandate(uow, user, mandate_id)
+    mandate = view.mandate
+    if mandate.user != user.id:  # the agent or an admin may read it, but not consent here
+        raise NotFound(f"no such mandate: {mandate_id}")
+    payees = {
+        m for c in mandate.constraints if isinstance(c, AllowedPayees) for m in c.merchant_ids
+    }
+    names = _merchant_names(uow, payees, view.livemode)
+    return {
+        "title": "Consent to a mandate",
+        "mandate": mandate,
+        "pending": mandate.status is MandateStatus.PENDING_CONSENT,
+        "status_words": _STATUS_WORDS.get(mandate.status, ""),
+        "agent": _agent_summary(uow, mandate.agent),
+        "rules": describe_all(mandate.constraints, timezone=mandate.timezone, names=names),
+        "excerpt": view.conversation_excerpt,
+        "livemode": view.livemode,
+    }
+
+
+async def _page_user(request: Request) -> tuple[Session | None, Principal | None]:
+    session = pages.web_session(request)
+    return session, await pages.signed_in_user(request, session)
+
+
+@router.get("/mandates/{mandate_id}/consent")
+async def consent_page(request: Request, mandate_id: str) -> Response:
+    session, user = await _page_user(request)
+    if user is None:
+        return pages.to_sign_in(request)
+    store = runtime(request).store
+    try:
+        context = await run_in_threadpool(
+            store.run, lambda uow: _consent_context(uow, user, mandate_id), read_only=True
+        )
+    except NotFound:
+        return pages.error_page(
+            request, 404, "Not found", "There is no such mandate.", session=session
+        )
+    return pages.render(request, "consent.html", context, session=session)
+
+
+@router.post("/mandates/{mandate_id}/consent")
+async def consent_decision(request: Request, mandate_id: str) -> Response:
+    session, user = await _page_user(request)
+    form = await pages.read_form(request)
+    if not pages.csrf_ok(request, session, form):
+        return pages.error_page(request, 403, "Refused", "The form expired. Reload and retry.")
+    if user is None:
+        return pages.to_sign_in(request)
+    decision = form.get("decision")
+    if decision not in ("consent", "decline"):
+        return pages.error_page(request, 400, "Bad request", "Choose Consent or Decline.")
+    store = runtime(request).store
+    change = mandates.consent if decision == "consent" else mandates.revoke
+
+    def work(uow: UnitOfWork) -> None:
+        _consent_context(uow, user, mandate_id)  # the same 404 as the page
+        change(uow, user, mandate_id)
+
+    try:
+        await run_in_threadpool(store.run, work)
+    except NotFound:
+        return pages.error_page(
+            request, 404, "Not found", "There is no such mandate.", session=session
+        )
+    except Conflict:
+        pass  # decided already (another tab): the page shows the mandate as it is now
+    return pages.redirect(request.url.path)

@@ -16,9 +16,11 @@ import pytest
 from conftest import Api, make_api
 from payment_support import signed_headers
 from paywarden.kernel.clock import FakeClock
+from paywarden.kernel.errors import AuthenticationFailed
 from paywarden.store.unit_of_work import Store
 from paywarden.trust.keys import PrivateKey, ed25519_private_key
 from paywarden.trust.receipts import ReceiptStatus, verify_receipt
+from paywarden.trust.tokens import verify_mandate_token
 
 
 @pytest.fixture
@@ -188,3 +190,53 @@ def test_agent_signatures_never_grant_and_keys_never_pay(api: Api, agent: Agent)
         },
     )
     assert (unknown.status_code, _code(unknown)) == (400, "unknown_constraint")
+
+
+def test_the_agent_takes_a_token_bound_to_its_key_that_verifies_offline(
+    api: Api, agent: Agent
+) -> None:
+    user, user_key = api.user(funded=20_000)
+    merchant, _ = api.merchant()
+    mandate_id = _granted(api, agent, user, user_key, merchant["id"])
+    taken = agent.post(f"/v1/mandates/{mandate_id}/token", {})
+    assert taken.status_code == 200, taken.text
+    token = taken.json()["token"]
+    jwks = api.client.get("/.well-known/jwks.json").json()
+    claims = verify_mandate_token(
+        token, jwks, agent.clock.now(), presenter_thumbprint=agent.key.public_key.thumbprint
+    )
+    assert claims.mandate_id == mandate_id
+    other = ed25519_private_key(secrets.token_bytes(32)).public_key.thumbprint
+    with pytest.raises(AuthenticationFailed):
+        verify_mandate_token(token, jwks, agent.clock.now(), presenter_thumbprint=other)
+    # Only the agent takes it; a paused mandate gets none.
+    assert api.post(f"/v1/mandates/{mandate_id}/token", user_key).status_code in {401, 403}
+    assert api.post(f"/v1/mandates/{mandate_id}/pause", user_key).status_code == 200
+    assert agent.post(f"/v1/mandates/{mandate_id}/token", {}).status_code == 409
+
+
+def test_an_amended_mandate_pays_nothing_until_the_user_consents_again(
+    api: Api, agent: Agent
+) -> None:
+    user, user_key = api.user(funded=20_000)
+    merchant, _ = api.merchant()
+    mandate_id = _granted(api, agent, user, user_key, merchant["id"])
+    wider = [
+        {"type": "paywarden.period_budget", "period": "daily", "currency": "usd", "max": 50_000},
+        {"type": "payment.allowed_payees", "allowed": [merchant["id"]]},
+    ]
+    amended = agent.post(f"/v1/mandates/{mandate_id}/amend", {"constraints": wider})
+    assert amended.status_code == 200, amended.text
+    assert amended.json()["status"] == "pending_consent"
+    refused = agent.post(
+        "/v1/payments",
+        {"mandate": mandate_id, "merchant": merchant["id"], "amount": 100, "currency": "usd"},
+    )
+    assert refused.status_code == 201 and refused.json()["status"] == "declined"
+    assert "mandate_not_active" in refused.json()["reasons"]
+    assert api.post(f"/v1/mandates/{mandate_id}/consent", user_key).status_code == 200
+    paid = agent.post(
+        "/v1/payments",
+        {"mandate": mandate_id, "merchant": merchant["id"], "amount": 100, "currency": "usd"},
+    )
+    assert paid.json()["status"] == "succeeded", paid.text

@@ -26,8 +26,9 @@ from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
 from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
-from paywarden.kernel.principals import Principal
-from paywarden.services import approvals, mandates, payments
+from paywarden.kernel.errors import PermissionDenied
+from paywarden.kernel.principals import Principal, PrincipalType
+from paywarden.services import approvals, mandates, payments, tokens
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = ["router"]
@@ -43,6 +44,10 @@ class MandateCreate(s.Body):
     conversation_excerpt: StrictStr | None = Field(
         None, description="what the user asked, shown on the consent page"
     )
+
+
+class MandateAmend(s.Body):
+    constraints: list[Any] = Field(description="the new constraints; fresh consent is needed")
 
 
 class PaymentCreate(s.Body):
@@ -107,6 +112,37 @@ for _name in ("consent", "pause", "resume", "revoke"):
         openapi_extra=body_docs(s.Empty),
         tags=["mandates"],
     )
+
+
+@router.post(
+    "/v1/mandates/{mandate_id}/amend", openapi_extra=body_docs(MandateAmend), tags=["mandates"]
+)
+async def amend_mandate(request: Request, mandate_id: str) -> Response:
+    """New constraints (the user, or the agent asking for more): the mandate returns to
+    pending_consent and pays nothing until the user consents again."""
+
+    def work(uow: UnitOfWork, p: Principal, b: MandateAmend) -> Any:
+        return mandates.amend(uow, p, mandate_id, b.constraints)
+
+    return await post(request, MandateAmend, work, render=_mandate(200, request), allow_agents=True)
+
+
+@router.post("/v1/mandates/{mandate_id}/token", openapi_extra=body_docs(s.Empty), tags=["mandates"])
+async def mandate_token(request: Request, mandate_id: str) -> Response:
+    """The active mandate as a portable JWS (ES256) bound (`cnf.jkt`) to the key that
+    signed this request; verify it with /.well-known/jwks.json. Its agent only. The
+    database stays the source of truth for status and usage."""
+    rt = runtime(request)
+    issuer = str(request.base_url).rstrip("/")
+
+    def work(uow: UnitOfWork, p: Principal, b: s.Empty) -> Any:
+        view = mandates.get_mandate(uow, p, mandate_id)
+        if p.type is not PrincipalType.AGENT or view.mandate.agent != p.id:
+            raise PermissionDenied("only the mandate's agent takes its token")
+        token = tokens.issue(uow, view.mandate, p.key_id, rt.master_key, issuer=issuer)
+        return {"object": "mandate_token", "mandate": mandate_id, "token": token}
+
+    return await post(request, s.Empty, work, render=lambda body: (200, body), allow_agents=True)
 
 
 async def _get(

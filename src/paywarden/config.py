@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     )
     sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
     database_pool_size: int = Field(20, ge=1, le=200)
+    excerpt_retention_days: int = Field(
+        30, ge=1, le=3650, description="how long a mandate request's conversation excerpt is kept"
+    )
     audit_checkpoint_interval_s: float = Field(
         300.0, gt=0, description="how often `serve` seals the audit log with a signed checkpoint"
     )

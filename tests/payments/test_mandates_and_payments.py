@@ -318,3 +318,21 @@ def test_the_conversation_excerpt_is_dropped_from_view_after_its_expiry(
     assert excerpt() == "buy me coffee, at most 5 a day"
     clock.advance(timedelta(seconds=1))
     assert excerpt() is None
+
+
+def test_the_excerpt_retention_is_configurable(world: World, clock: FakeClock) -> None:
+    view = world.run(
+        lambda uow: mandates.request_mandate(
+            uow,
+            world.agent,
+            user=str(world.user.id),
+            currency="usd",
+            constraints=[budget()],
+            timezone="UTC",
+            conversation_excerpt="one coffee",
+            excerpt_ttl=timedelta(days=1),
+        )
+    )
+    clock.advance(timedelta(days=1, seconds=1))
+    later = world.run(lambda uow: mandates.get_mandate(uow, world.user, view.mandate.id))
+    assert later.conversation_excerpt is None

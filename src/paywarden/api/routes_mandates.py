@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -78,6 +79,7 @@ async def request_mandate(request: Request) -> Response:
             constraints=b.constraints,
             timezone=b.timezone,
             conversation_excerpt=b.conversation_excerpt,
+            excerpt_ttl=timedelta(days=runtime(request).settings.excerpt_retention_days),
         )
 
     return await post(

@@ -130,8 +130,10 @@ def request_mandate(
     constraints: Any,
     timezone: str,
     conversation_excerpt: str | None = None,
+    excerpt_ttl: timedelta = EXCERPT_TTL,
 ) -> MandateView:
-    """An agent asks ``user`` for a mandate; it waits in ``pending_consent``."""
+    """An agent asks ``user`` for a mandate; it waits in ``pending_consent``. The excerpt
+    is kept ``excerpt_ttl`` (the ``excerpt_retention_days`` setting), then hidden."""
     if principal.type is not PrincipalType.AGENT or principal.id is None:
         raise PermissionDenied("only an agent (a signed request) asks for a mandate")
     u = schema.users
@@ -147,7 +149,7 @@ def request_mandate(
     parsed = parse_constraints(constraints, currency=currency)
     mandate = rules.new_mandate(new_id("mnd"), user, principal.id, currency, timezone, parsed, now)
     _zone(timezone)
-    expiry = now + EXCERPT_TTL if conversation_excerpt is not None else None
+    expiry = now + excerpt_ttl if conversation_excerpt is not None else None
     stored = MandateRow(mandate, principal.livemode, conversation_excerpt, expiry)
     insert_mandate(uow, stored)
     return _announce(uow, "mandate.requested", principal, stored)

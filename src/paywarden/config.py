@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     )
     sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
     database_pool_size: int = Field(20, ge=1, le=200)
+    risk: dict[str, int | bool] = Field(
+        default_factory=dict,
+        description="overrides of the risk thresholds (paywarden.authorization.risk.RiskConfig),"
+        " e.g. PAYWARDEN_RISK='{\"mandate_step_up_min\": 5}' or a [risk] table in TOML",
+    )
     excerpt_retention_days: int = Field(
         30, ge=1, le=3650, description="how long a mandate request's conversation excerpt is kept"
     )

@@ -15,6 +15,8 @@ import pytest
 
 from conftest import Api, make_api
 from payment_support import signed_headers
+from paywarden.api.app import create_app
+from paywarden.config import Settings
 from paywarden.kernel.clock import FakeClock
 from paywarden.kernel.errors import AuthenticationFailed
 from paywarden.store.unit_of_work import Store
@@ -240,3 +242,14 @@ def test_an_amended_mandate_pays_nothing_until_the_user_consents_again(
         {"mandate": mandate_id, "merchant": merchant["id"], "amount": 100, "currency": "usd"},
     )
     assert paid.json()["status"] == "succeeded", paid.text
+
+
+def test_risk_thresholds_are_configuration(store: Store) -> None:
+    with pytest.raises(ValueError, match="unknown threshold"):
+        create_app(Settings(database_url="sqlite://", risk={"no_such_rule": 1}), store)
+    with pytest.raises(ValueError, match="step-up"):
+        create_app(Settings(database_url="sqlite://", risk={"mandate_step_up_min": 50}), store)
+    app = create_app(
+        Settings(database_url="sqlite://", risk={"new_merchant_step_up": False}), store
+    )
+    assert app.state.runtime.risk.new_merchant_step_up is False

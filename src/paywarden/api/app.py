@@ -52,6 +52,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         )
         store = Store(engine)
     runtime = Runtime(settings=settings, store=store)
+    _ = runtime.risk  # a bad risk setting fails at start, not on the first payment
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -112,6 +112,7 @@ async def approve(request: Request, approval_id: str) -> Response:
             reauthenticated=_reauthenticated(uow, p, reauth),
             master_key=rt.master_key,
             issuer=issuer,
+            risk=rt.risk,
         )
 
     return await post(request, ApprovalDecision, work, render=_render("approved"))

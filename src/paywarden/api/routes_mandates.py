@@ -188,6 +188,7 @@ async def create_payment(request: Request) -> Response:
             b.cart_hash,
             master_key=rt.master_key,
             issuer=issuer,
+            risk=rt.risk,
             approval=approvals.ApprovalPolicy(
                 rt.settings.approval_ttl_s, rt.settings.approval_reauth_above
             ),

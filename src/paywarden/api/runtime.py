@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
+from paywarden.authorization.risk import RiskConfig
 from paywarden.config import Settings, create_master_key_file, load_master_key
+from paywarden.kernel.errors import InvariantViolation
 from paywarden.services import platform
 from paywarden.store.unit_of_work import Store
 
@@ -38,5 +40,23 @@ class Runtime:
         return self._master_key
 
     @cached_property
+    def risk(self) -> RiskConfig:
+        """The risk thresholds: the defaults, overridden by the ``risk`` setting."""
+        return risk_config(self.settings)
+
+    @cached_property
     def idempotency_retention(self) -> timedelta:
         return timedelta(hours=self.settings.idempotency_retention_h)
+
+
+def risk_config(settings: Settings) -> RiskConfig:
+    """``RiskConfig`` with the overrides of ``settings.risk``; a clear error for a name that
+    is not a threshold or a value out of range."""
+    known = set(RiskConfig.__dataclass_fields__)
+    unknown = sorted(set(settings.risk) - known)
+    if unknown:
+        raise ValueError(f"risk: unknown threshold(s) {unknown}; known: {sorted(known)}")
+    try:
+        return RiskConfig(**settings.risk)  # type: ignore[arg-type]
+    except InvariantViolation as error:
+        raise ValueError(f"risk: {error.message}") from None

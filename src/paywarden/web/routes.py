@@ -6,6 +6,10 @@
   constraints in plain words, and the conversation excerpt the agent sent; Consent and
   Decline buttons. ``POST`` to the same path with ``decision=consent|decline`` grants the
   mandate (``services.mandates.consent``) or refuses it (``services.mandates.revoke``).
+- ``GET /approvals/{id}``: a payment that needs the user's confirmation (amount, payee, why,
+  cart hash, agent, mandate, excerpt, expiry); ``POST`` with ``decision=approve|decline`` and
+  the ``binding_hash`` shown calls ``services.approvals.approve`` or ``decline``. Above the
+  approval's re-authentication level the form asks for the user's secret key again.
 
 Only the mandate's own user sees the page; anyone else gets 404. Every form carries a CSRF
 token bound to the session; a POST without a valid one is 403.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -24,9 +29,10 @@ from starlette.concurrency import run_in_threadpool
 from paywarden.api.http import runtime
 from paywarden.authorization.constraints import AllowedPayees
 from paywarden.authorization.mandates import MandateStatus
-from paywarden.kernel.errors import AuthenticationFailed, Conflict, NotFound
+from paywarden.kernel.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied
+from paywarden.kernel.money import format_amount
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.services import identity, mandates
+from paywarden.services import approvals, identity, mandates, payments
 from paywarden.store import schema
 from paywarden.store.tables_agents import agent_keys, agent_platforms, agents
 from paywarden.store.unit_of_work import UnitOfWork
@@ -241,4 +247,140 @@ async def consent_decision(request: Request, mandate_id: str) -> Response:
         )
     except Conflict:
         pass  # decided already (another tab): the page shows the mandate as it is now
+    return pages.redirect(request.url.path)
+
+
+# --- approvals ----------------------------------------------------------------------------
+
+_REASON_WORDS = {
+    "above_confirmation_threshold": "The amount is above what you said needs your confirmation.",
+    "risk_agent_velocity": "The agent is paying unusually often.",
+    "risk_mandate_velocity": "This mandate is being used unusually often.",
+    "risk_amount_outlier": "The amount is unusual for this mandate.",
+    "risk_new_merchant": "The agent has not paid this merchant before.",
+    "risk_recent_failures": "Recent payments by this agent failed.",
+    "declined_by_user": "You declined it.",
+    "approval_expired": "Nobody decided before the deadline.",
+    "approval_voided": "The payment changed after it was shown.",
+    "insufficient_funds": "There was not enough money in your account.",
+}
+_OUTCOME_WORDS = {
+    "approved": "You approved this payment.",
+    "declined": "This payment was declined: no money moved.",
+    "expired": "This approval expired: the payment was declined and no money moved.",
+    "voided": "The payment changed after it was shown, so it was declined: no money moved.",
+}
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _approval_context(uow: UnitOfWork, user: Principal, approval_id: str) -> dict[str, Any]:
+    """What the approval page shows; 404 unless ``user`` is the approval's own user."""
+    record = approvals.get(uow, user, approval_id)
+    if record.user_id != user.id:  # the agent or an admin may read it, but not decide here
+        raise NotFound(f"no such approval: {approval_id}")
+    view = mandates.get_mandate(uow, user, record.mandate_id)
+    payment = payments.get_payment(uow, user, record.payment_id)
+    names = _merchant_names(uow, {record.merchant_id}, record.livemode)
+    zone = view.mandate.timezone
+    return {
+        "title": "Approve a payment",
+        "approval": record,
+        "amount": format_amount(record.amount, record.currency),
+        "payee": names.get(record.merchant_id, record.merchant_id),
+        "reasons": [_REASON_WORDS.get(r, r.replace("_", " ")) for r in record.reasons],
+        "agent": _agent_summary(uow, record.agent_id),
+        "mandate": view.mandate,
+        "excerpt": view.conversation_excerpt,
+        "expires": f"{record.expires_at.astimezone(_zone(zone)):%Y-%m-%d %H:%M:%S} ({zone})",
+        "pending": record.status == "pending",
+        "outcome": _OUTCOME_WORDS.get(record.status, record.status),
+        "payment": payment,
+        "livemode": record.livemode,
+    }
+
+
+def _not_found_approval(request: Request, session: Session | None) -> Response:
+    return pages.error_page(
+        request, 404, "Not found", "There is no such approval.", session=session
+    )
+
+
+@router.get("/approvals/{approval_id}")
+async def approval_page(request: Request, approval_id: str) -> Response:
+    session, user = await _page_user(request)
+    if user is None:
+        return pages.to_sign_in(request)
+    store = runtime(request).store
+    try:
+        context = await run_in_threadpool(
+            store.run, lambda uow: _approval_context(uow, user, approval_id), read_only=True
+        )
+    except NotFound:
+        return _not_found_approval(request, session)
+    return pages.render(request, "approval.html", context, session=session)
+
+
+def _reauthenticated(uow: UnitOfWork, user: Principal, secret: str) -> bool:
+    """True only when ``secret`` is one of the signed-in user's own live keys."""
+    if not secret:
+        return False
+    try:
+        again = identity.authenticate(uow, secret)
+    except AuthenticationFailed:
+        return False
+    return (again.type, again.id, again.livemode) == (user.type, user.id, user.livemode)
+
+
+@router.post("/approvals/{approval_id}")
+async def approval_decision(request: Request, approval_id: str) -> Response:
+    session, user = await _page_user(request)
+    form = await pages.read_form(request)
+    if not pages.csrf_ok(request, session, form):
+        return pages.error_page(request, 403, "Refused", "The form expired. Reload and retry.")
+    if user is None:
+        return pages.to_sign_in(request)
+    decision = form.get("decision")
+    if decision not in ("approve", "decline"):
+        return pages.error_page(request, 400, "Bad request", "Choose Approve or Decline.")
+    rt = runtime(request)
+    issuer = str(request.base_url).rstrip("/")
+    binding = form.get("binding_hash") or ""
+    secret = (form.get("secret_key") or "").strip()
+
+    def work(uow: UnitOfWork) -> None:
+        _approval_context(uow, user, approval_id)  # the same 404 as the page
+        if decision == "decline":
+            approvals.decline(uow, user, approval_id)
+            return
+        approvals.approve(
+            uow,
+            user,
+            approval_id,
+            expected_binding_hash=binding,
+            reauthenticated=_reauthenticated(uow, user, secret),
+            master_key=rt.master_key,
+            issuer=issuer,
+            risk=rt.risk,
+        )
+
+    try:
+        await run_in_threadpool(rt.store.run, work)
+    except NotFound:
+        return _not_found_approval(request, session)
+    except PermissionDenied:
+        return pages.error_page(
+            request,
+            403,
+            "Not approved",
+            "That secret key is not yours. Nothing was paid; go back and try again.",
+            session=session,
+        )
+    except Conflict:
+        pass  # decided already, or changed since shown: the page shows it as it is now
     return pages.redirect(request.url.path)

@@ -303,7 +303,7 @@ def _finish(
 
 def _payment(uow: UnitOfWork, payment_id: str) -> payments.PaymentRecord:
     row = uow.execute(select(payments_table).where(payments_table.c.id == payment_id)).one()
-    return replace(payments._from_row(row), approval_id=approval_for_payment(uow, payment_id))
+    return replace(payments.from_row(row), approval_id=approval_for_payment(uow, payment_id))
 
 
 def _declined(reasons: tuple[str, ...]) -> dict[str, Any]:
@@ -375,22 +375,22 @@ def _complete(
     stored = load_mandate(uow, record.mandate_id, lock=True)
     mandate, now = stored.mandate, uow.clock.now()
     tz = zone(mandate)
-    category = payments._merchant_category(uow, record.merchant_id, record.livemode)
+    category = payments.merchant_category(uow, record.merchant_id, record.livemode)
     request = PaymentRequest(
         record.amount, record.currency, record.merchant_id, category, record.cart_hash
     )
     usage = load_usage(uow, mandate.id)
-    inputs = payments._risk_inputs(uow, mandate, record.merchant_id, now, risk)
+    inputs = payments.risk_inputs(uow, mandate, record.merchant_id, now, risk)
     signals = assess(inputs, request.amount, now, risk)
     decision = decide(mandate, usage, request, signals, now, tz)
     hard = tuple(sorted({v.code for v in decision.violations if v.action is Action.DENY}))
-    if not hard and not payments._funded(uow, principal, mandate, request):
+    if not hard and not payments.funded(uow, principal, mandate, request):
         hard = (payments.INSUFFICIENT_FUNDS,)
     if hard:
         return _finish(uow, principal, record, "declined", hard, _declined(hard))
-    hold_id, transfer_id = payments._settle(uow, principal, mandate, request, record.payment_id)
+    hold_id, transfer_id = payments.settle(uow, principal, mandate, request, record.payment_id)
     save_usage(uow, mandate.id, usage_after(usage, request, now, tz))
-    receipt = payments._receipt(
+    receipt = payments.receipt(
         uow,
         master_key,
         issuer,

@@ -46,7 +46,19 @@ from paywarden.store.tables_mandates import payments
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.trust.receipts import AuthorizedPayment
 
-__all__ = ["RISK_DEFAULT", "PaymentRecord", "get_payment", "pay", "wire_payment"]
+__all__ = [
+    "RISK_DEFAULT",
+    "PaymentRecord",
+    "from_row",
+    "funded",
+    "get_payment",
+    "merchant_category",
+    "pay",
+    "receipt",
+    "risk_inputs",
+    "settle",
+    "wire_payment",
+]
 
 RISK_DEFAULT = RiskConfig()
 CART_HASH_LENGTH_MAX = 100
@@ -106,18 +118,18 @@ def pay(
     mandate = stored.mandate
     if mandate.agent != principal.id or stored.livemode != principal.livemode:
         raise NotFound(f"no such mandate: {mandate_id}", param="$.mandate")
-    category = _merchant_category(uow, merchant_id, stored.livemode)
+    category = merchant_category(uow, merchant_id, stored.livemode)
     request = PaymentRequest(amount, currency, merchant_id, category, cart_hash)
     now, tz = uow.clock.now(), zone(mandate)
     usage = load_usage(uow, mandate.id)
-    signals = assess(_risk_inputs(uow, mandate, merchant_id, now, risk), request.amount, now, risk)
+    signals = assess(risk_inputs(uow, mandate, merchant_id, now, risk), request.amount, now, risk)
     decision = decide(mandate, usage, request, signals, now, tz)
     payment_id = new_id("pay")
-    if decision.outcome is Outcome.APPROVE and not _funded(uow, principal, mandate, request):
+    if decision.outcome is Outcome.APPROVE and not funded(uow, principal, mandate, request):
         decision = Decision(Outcome.DENY, (INSUFFICIENT_FUNDS,), ())
     hold_id = transfer_id = None
     if decision.outcome is Outcome.APPROVE:
-        hold_id, transfer_id = _settle(uow, principal, mandate, request, payment_id)
+        hold_id, transfer_id = settle(uow, principal, mandate, request, payment_id)
         save_usage(uow, mandate.id, usage_after(usage, request, now, tz))
     record = PaymentRecord(
         id=payment_id,
@@ -132,7 +144,7 @@ def pay(
         reasons=decision.reasons,
         hold_id=hold_id,
         transfer_id=transfer_id,
-        receipt=_receipt(
+        receipt=receipt(
             uow, master_key, issuer, payment_id, mandate, request, decision, transfer_id
         ),
         cart_hash=request.cart_hash,
@@ -162,7 +174,7 @@ def _cart_hash(value: str | None) -> str | None:
     return value
 
 
-def _merchant_category(uow: UnitOfWork, merchant_id: str, livemode: bool) -> str:
+def merchant_category(uow: UnitOfWork, merchant_id: str, livemode: bool) -> str:
     m = schema.merchants
     row = uow.execute(
         select(m.c.category).where(m.c.id == merchant_id, m.c.livemode == livemode)
@@ -172,7 +184,7 @@ def _merchant_category(uow: UnitOfWork, merchant_id: str, livemode: bool) -> str
     return str(row.category)
 
 
-def _risk_inputs(
+def risk_inputs(
     uow: UnitOfWork, mandate: Mandate, merchant_id: str, now: datetime, risk: RiskConfig
 ) -> RiskInputs:
     """Recent history, each query bounded by ``history_size_max``."""
@@ -225,7 +237,7 @@ def _acting_for(
     )
 
 
-def _funded(
+def funded(
     uow: UnitOfWork, principal: Principal, mandate: Mandate, request: PaymentRequest
 ) -> bool:
     user = _acting_for(principal, PrincipalType.USER, mandate.user, mandate)
@@ -233,7 +245,7 @@ def _funded(
     return wallet.available >= request.amount
 
 
-def _settle(
+def settle(
     uow: UnitOfWork,
     principal: Principal,
     mandate: Mandate,
@@ -258,7 +270,7 @@ def _settle(
     return hold.hold.id, transfer_id
 
 
-def _receipt(
+def receipt(
     uow: UnitOfWork,
     master_key: bytes,
     issuer: str,
@@ -300,7 +312,7 @@ def _insert(uow: UnitOfWork, record: PaymentRecord) -> None:
     uow.execute(insert(payments).values(**values))
 
 
-def _from_row(row: Any) -> PaymentRecord:
+def from_row(row: Any) -> PaymentRecord:
     return PaymentRecord(
         id=row.id,
         livemode=bool(row.livemode),
@@ -330,7 +342,7 @@ def get_payment(uow: UnitOfWork, principal: Principal, payment_id: str) -> Payme
         or not (principal.is_admin or principal.id in parties)
     ):
         raise NotFound(f"no such payment: {payment_id}", param="$.payment")
-    return replace(_from_row(row), approval_id=approvals.approval_for_payment(uow, payment_id))
+    return replace(from_row(row), approval_id=approvals.approval_for_payment(uow, payment_id))
 
 
 def wire_payment(record: PaymentRecord) -> dict[str, Any]:

@@ -17,6 +17,7 @@ token bound to the session; a POST without a valid one is 403.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -204,21 +205,36 @@ async def _page_user(request: Request) -> tuple[Session | None, Principal | None
     return session, await pages.signed_in_user(request, session)
 
 
-@router.get("/mandates/{mandate_id}/consent")
-async def consent_page(request: Request, mandate_id: str) -> Response:
+async def _user_page(
+    request: Request,
+    template: str,
+    context_of: Callable[[UnitOfWork, Principal], dict[str, Any]],
+    missing: str,
+) -> Response:
+    """A page only its signed-in owner sees: sign-in first, 404 for anyone else."""
     session, user = await _page_user(request)
     if user is None:
         return pages.to_sign_in(request)
     store = runtime(request).store
     try:
         context = await run_in_threadpool(
-            store.run, lambda uow: _consent_context(uow, user, mandate_id), read_only=True
+            store.run, lambda uow: context_of(uow, user), read_only=True
         )
     except NotFound:
         return pages.error_page(
-            request, 404, "Not found", "There is no such mandate.", session=session
+            request, 404, "Not found", f"There is no such {missing}.", session=session
         )
-    return pages.render(request, "consent.html", context, session=session)
+    return pages.render(request, template, context, session=session)
+
+
+@router.get("/mandates/{mandate_id}/consent")
+async def consent_page(request: Request, mandate_id: str) -> Response:
+    return await _user_page(
+        request,
+        "consent.html",
+        lambda uow, user: _consent_context(uow, user, mandate_id),
+        "mandate",
+    )
 
 
 @router.post("/mandates/{mandate_id}/consent")
@@ -313,17 +329,12 @@ def _not_found_approval(request: Request, session: Session | None) -> Response:
 
 @router.get("/approvals/{approval_id}")
 async def approval_page(request: Request, approval_id: str) -> Response:
-    session, user = await _page_user(request)
-    if user is None:
-        return pages.to_sign_in(request)
-    store = runtime(request).store
-    try:
-        context = await run_in_threadpool(
-            store.run, lambda uow: _approval_context(uow, user, approval_id), read_only=True
-        )
-    except NotFound:
-        return _not_found_approval(request, session)
-    return pages.render(request, "approval.html", context, session=session)
+    return await _user_page(
+        request,
+        "approval.html",
+        lambda uow, user: _approval_context(uow, user, approval_id),
+        "approval",
+    )
 
 
 def _reauthenticated(uow: UnitOfWork, user: Principal, secret: str) -> bool:

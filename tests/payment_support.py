@@ -4,11 +4,13 @@ and RFC 9421 signed headers for the API tests (as in tests/agents/agent_support.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from conftest import Api
 from paywarden.authorization.risk import RiskConfig
 from paywarden.kernel.clock import FakeClock
 from paywarden.kernel.principals import Principal, PrincipalType
@@ -157,12 +159,19 @@ def make_world(store: Store, clock: FakeClock, *, funded: int = 100_000) -> Worl
 
 
 def signed_headers(
-    key: PrivateKey, method: str, path: str, *, created: datetime, body: bytes = b""
+    key: PrivateKey,
+    method: str,
+    path: str,
+    *,
+    created: datetime,
+    body: bytes = b"",
+    authority: str = "testserver",
 ) -> dict[str, str]:
-    """Headers of a request signed as an agent signs it (see tests/agents/agent_support.py)."""
+    """Headers of a request signed as an agent signs it (see tests/agents/agent_support.py),
+    for the server at ``authority`` (the in-process TestClient's by default)."""
     fields = [("Content-Digest", content_digest(body))] if body else []
     components = ["@method", "@authority", "@path"] + (["content-digest"] if body else [])
-    request = RequestParts(method, "http", "testserver", path, "", fields, body)
+    request = RequestParts(method, "http", authority, path, "", fields, body)
     signature_input, signature = sign_request(
         request,
         key=key,
@@ -173,3 +182,37 @@ def signed_headers(
         tag="agent-payer-auth",
     )
     return {**dict(fields), "Signature-Input": signature_input, "Signature": signature}
+
+
+@dataclass
+class SignedAgent:
+    """An agent registered through the API that signs its requests to the in-process app."""
+
+    api: Api
+    clock: FakeClock
+    key: PrivateKey
+    id: str
+
+    def post(self, path: str, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
+        raw = json.dumps(body).encode()
+        headers = signed_headers(self.key, "POST", path, created=self.clock.now(), body=raw)
+        headers["Content-Type"] = "application/json"
+        headers["Idempotency-Key"] = idempotency_key or secrets.token_hex(8)
+        return self.api.client.post(path, content=raw, headers=headers)
+
+    def get(self, path: str) -> Any:
+        headers = signed_headers(self.key, "GET", path, created=self.clock.now())
+        return self.api.client.get(path, headers=headers)
+
+
+def register_agent(api: Api, clock: FakeClock) -> SignedAgent:
+    """A new agent platform and one Ed25519 agent under it."""
+    origin = f"https://agents-{secrets.token_hex(4)}.example"
+    made = api.post("/v1/agent_platforms", api.admin_key, {"name": "Agents", "origin": origin})
+    assert made.status_code == 201, made.text
+    key = ed25519_private_key(secrets.token_bytes(32))
+    registered = api.post(
+        "/v1/agents", made.json()["secret_key"], {"name": "Shopper", "keys": [key.public_jwk()]}
+    )
+    assert registered.status_code == 201, registered.text
+    return SignedAgent(api, clock, key, registered.json()["id"])

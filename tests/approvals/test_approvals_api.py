@@ -4,18 +4,15 @@ approval, the agent polls it, the user approves with their key (re-authenticatin
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from conftest import Api, make_api
-from payment_support import signed_headers
+from payment_support import SignedAgent, register_agent
 from paywarden.kernel.clock import FakeClock
 from paywarden.store.unit_of_work import Store
-from paywarden.trust.keys import PrivateKey, ed25519_private_key
 from paywarden.trust.receipts import ReceiptStatus, verify_receipt
 
 REAUTH_ABOVE = 5_000
@@ -26,33 +23,12 @@ def api(store: Store) -> Iterator[Api]:
     yield from make_api(store, approval_reauth_above=REAUTH_ABOVE, approval_ttl_s=600)
 
 
-class Agent:
-    def __init__(self, api: Api, clock: FakeClock, key: PrivateKey) -> None:
-        self.api, self.clock, self.key = api, clock, key
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        raw = json.dumps(body).encode()
-        headers = signed_headers(self.key, "POST", path, created=self.clock.now(), body=raw)
-        headers["Content-Type"] = "application/json"
-        headers["Idempotency-Key"] = secrets.token_hex(8)
-        return self.api.client.post(path, content=raw, headers=headers)
-
-    def get(self, path: str) -> Any:
-        headers = signed_headers(self.key, "GET", path, created=self.clock.now())
-        return self.api.client.get(path, headers=headers)
+Agent = SignedAgent
 
 
 @pytest.fixture
 def agent(api: Api, clock: FakeClock) -> Agent:
-    origin = f"https://agents-{secrets.token_hex(4)}.example"
-    made = api.post("/v1/agent_platforms", api.admin_key, {"name": "Agents", "origin": origin})
-    assert made.status_code == 201, made.text
-    key = ed25519_private_key(secrets.token_bytes(32))
-    registered = api.post(
-        "/v1/agents", made.json()["secret_key"], {"name": "Shopper", "keys": [key.public_jwk()]}
-    )
-    assert registered.status_code == 201, registered.text
-    return Agent(api, clock, key)
+    return register_agent(api, clock)
 
 
 def _reauthed(api: Api, path: str, key: str, body: dict[str, Any], reauth: str) -> Any:

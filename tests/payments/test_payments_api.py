@@ -4,23 +4,21 @@ the user consents with their key, the agent pays, everyone reads, revocation win
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import Api, make_api
-from payment_support import signed_headers
+from payment_support import SignedAgent, register_agent
 from paywarden.api.app import create_app
 from paywarden.config import Settings
 from paywarden.kernel.clock import FakeClock
 from paywarden.kernel.errors import AuthenticationFailed
 from paywarden.store.unit_of_work import Store
-from paywarden.trust.keys import PrivateKey, ed25519_private_key
+from paywarden.trust.keys import ed25519_private_key
 from paywarden.trust.receipts import ReceiptStatus, verify_receipt
 from paywarden.trust.tokens import verify_mandate_token
 
@@ -30,36 +28,12 @@ def api(store: Store, tmp_path: Path) -> Iterator[Api]:
     yield from make_api(store, master_key_file=tmp_path / "master.key")
 
 
-@dataclass
-class Agent:
-    api: Api
-    clock: FakeClock
-    key: PrivateKey
-    id: str
-
-    def post(self, path: str, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
-        raw = json.dumps(body).encode()
-        headers = signed_headers(self.key, "POST", path, created=self.clock.now(), body=raw)
-        headers["Content-Type"] = "application/json"
-        headers["Idempotency-Key"] = idempotency_key or secrets.token_hex(8)
-        return self.api.client.post(path, content=raw, headers=headers)
-
-    def get(self, path: str) -> Any:
-        headers = signed_headers(self.key, "GET", path, created=self.clock.now())
-        return self.api.client.get(path, headers=headers)
+Agent = SignedAgent
 
 
 @pytest.fixture
 def agent(api: Api, clock: FakeClock) -> Agent:
-    origin = f"https://agents-{secrets.token_hex(4)}.example"
-    made = api.post("/v1/agent_platforms", api.admin_key, {"name": "Agents", "origin": origin})
-    assert made.status_code == 201, made.text
-    key = ed25519_private_key(secrets.token_bytes(32))
-    registered = api.post(
-        "/v1/agents", made.json()["secret_key"], {"name": "Shopper", "keys": [key.public_jwk()]}
-    )
-    assert registered.status_code == 201, registered.text
-    return Agent(api, clock, key, registered.json()["id"])
+    return register_agent(api, clock)
 
 
 def _code(response: Any) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -25,8 +24,7 @@ from paywarden.services import agents, identity, ledger, mandates, payments, pla
 from paywarden.services.payments import PaymentRecord
 from paywarden.store import schema
 from paywarden.store.unit_of_work import Store, UnitOfWork
-from paywarden.trust.keys import PrivateKey, ed25519_private_key
-from paywarden.trust.signatures import RequestParts, content_digest, sign_request
+from paywarden.trust.keys import ed25519_private_key
 
 MASTER_KEY = bytes(range(32))
 ISSUER = "https://paywarden.test"
@@ -151,28 +149,3 @@ def captured(uow: UnitOfWork, merchant_id: str) -> tuple[int, int]:
         )
     ).scalar_one()
     return int(total), int(account.posted)
-
-
-def signed_headers(
-    key: PrivateKey,
-    method: str,
-    authority: str,
-    path: str,
-    *,
-    created: datetime,
-    body: bytes = b"",
-) -> dict[str, str]:
-    """Headers of a request signed as an agent signs it, for the server at ``authority``."""
-    fields = [("Content-Digest", content_digest(body))] if body else []
-    components = ["@method", "@authority", "@path"] + (["content-digest"] if body else [])
-    request = RequestParts(method, "http", authority, path, "", fields, body)
-    signature_input, signature = sign_request(
-        request,
-        key=key,
-        components=components,
-        created=created,
-        expires=created + timedelta(seconds=60),
-        nonce=secrets.token_urlsafe(16),
-        tag="agent-payer-auth",
-    )
-    return {**dict(fields), "Signature-Input": signature_input, "Signature": signature}

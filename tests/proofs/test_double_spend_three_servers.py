@@ -26,11 +26,12 @@ from typing import Any
 
 import httpx
 import pytest
-from proof_support import captured, daily_budget, signed_headers
+from proof_support import captured, daily_budget
 from sqlalchemy import select
 
 from conftest import fresh_database
 from live_server import CLIENT_TIMEOUT, InFlight, LiveServer, prepare, release_together, start, stop
+from payment_support import signed_headers
 from paywarden.config import create_master_key_file
 from paywarden.store.tables_mandates import mandate_usage
 from paywarden.store.unit_of_work import Store
@@ -71,7 +72,12 @@ def _signed_post(base_url: str, seed: bytes, path: str, body: dict[str, Any]) ->
     raw = json.dumps(body).encode()
     authority = base_url.removeprefix("http://")
     headers = signed_headers(
-        ed25519_private_key(seed), "POST", authority, path, created=datetime.now(UTC), body=raw
+        ed25519_private_key(seed),
+        "POST",
+        path,
+        created=datetime.now(UTC),
+        body=raw,
+        authority=authority,
     )
     headers["Content-Type"] = "application/json"
     headers["Idempotency-Key"] = f"pay-{time.monotonic_ns()}-{threading.get_ident()}"
@@ -133,7 +139,7 @@ def _warm(servers: list[LiveServer], seed: bytes, mandate_id: str) -> None:
     for server in servers:
         authority = server.base_url.removeprefix("http://")
         headers = signed_headers(
-            ed25519_private_key(seed), "GET", authority, path, created=datetime.now(UTC)
+            ed25519_private_key(seed), "GET", path, created=datetime.now(UTC), authority=authority
         )
         with server.client() as client:
             assert client.get(path, headers=headers).status_code == 200

@@ -237,8 +237,11 @@ async def consent_page(request: Request, mandate_id: str) -> Response:
     )
 
 
-@router.post("/mandates/{mandate_id}/consent")
-async def consent_decision(request: Request, mandate_id: str) -> Response:
+async def _decision_form(
+    request: Request, choices: tuple[str, str]
+) -> tuple[Session | None, Principal, str, pages.Form] | Response:
+    """A signed-in, CSRF-checked form POST choosing one of ``choices``, or the page that
+    refuses it (checks in this order: CSRF, sign-in, choice)."""
     session, user = await _page_user(request)
     form = await pages.read_form(request)
     if not pages.csrf_ok(request, session, form):
@@ -246,8 +249,18 @@ async def consent_decision(request: Request, mandate_id: str) -> Response:
     if user is None:
         return pages.to_sign_in(request)
     decision = form.get("decision")
-    if decision not in ("consent", "decline"):
-        return pages.error_page(request, 400, "Bad request", "Choose Consent or Decline.")
+    if decision not in choices:
+        names = " or ".join(choice.capitalize() for choice in choices)
+        return pages.error_page(request, 400, "Bad request", f"Choose {names}.")
+    return session, user, str(decision), form
+
+
+@router.post("/mandates/{mandate_id}/consent")
+async def consent_decision(request: Request, mandate_id: str) -> Response:
+    checked = await _decision_form(request, ("consent", "decline"))
+    if isinstance(checked, Response):
+        return checked
+    session, user, decision, _form = checked
     store = runtime(request).store
     change = mandates.consent if decision == "consent" else mandates.revoke
 
@@ -350,15 +363,10 @@ def _reauthenticated(uow: UnitOfWork, user: Principal, secret: str) -> bool:
 
 @router.post("/approvals/{approval_id}")
 async def approval_decision(request: Request, approval_id: str) -> Response:
-    session, user = await _page_user(request)
-    form = await pages.read_form(request)
-    if not pages.csrf_ok(request, session, form):
-        return pages.error_page(request, 403, "Refused", "The form expired. Reload and retry.")
-    if user is None:
-        return pages.to_sign_in(request)
-    decision = form.get("decision")
-    if decision not in ("approve", "decline"):
-        return pages.error_page(request, 400, "Bad request", "Choose Approve or Decline.")
+    checked = await _decision_form(request, ("approve", "decline"))
+    if isinstance(checked, Response):
+        return checked
+    session, user, decision, form = checked
     rt = runtime(request)
     issuer = str(request.base_url).rstrip("/")
     binding = form.get("binding_hash") or ""

@@ -13,9 +13,9 @@ import threading
 from collections import Counter
 
 import pytest
-from payment_support import World, make_world
 from sqlalchemy import func, select
 
+from payment_support import World, make_world
 from paywarden.kernel.clock import FakeClock
 from paywarden.services import mandates
 from paywarden.services.payments import PaymentRecord

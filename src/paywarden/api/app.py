@@ -19,13 +19,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 import paywarden
+from paywarden.api.acp import router as acp_router
 from paywarden.api.http import error_response, request_id
 from paywarden.api.middleware import BodyLimit, Metrics, RequestId
 from paywarden.api.routes import router
 from paywarden.api.routes_agents import router as agents_router
 from paywarden.api.routes_approvals import router as approvals_router
+from paywarden.api.routes_catalog import router as catalog_router
+from paywarden.api.routes_checkout import router as checkout_router
+from paywarden.api.routes_devices import router as devices_router
 from paywarden.api.routes_mandates import router as mandates_router
+from paywarden.api.routes_payouts import router as payouts_router
 from paywarden.api.routes_privacy import router as privacy_router
+from paywarden.api.routes_webhooks import router as webhooks_router
 from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
@@ -75,6 +81,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(mandates_router)
     app.include_router(privacy_router)
     app.include_router(approvals_router)
+    app.include_router(catalog_router)
+    app.include_router(checkout_router)
+    app.include_router(webhooks_router)
+    app.include_router(payouts_router)
+    app.include_router(devices_router)
+    app.include_router(acp_router)
     app.include_router(web_router)
     _add_operational_routes(app, runtime, registry)
     _add_error_handlers(app)

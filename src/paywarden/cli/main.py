@@ -521,6 +521,17 @@ def bench(
         raise typer.Exit(status)
 
 
+def _register_commands() -> None:
+    """Command groups kept in their own modules add themselves here."""
+    from paywarden.cli import catalog, device, ops, payouts, webhooks  # noqa: PLC0415
+
+    for module in (catalog, webhooks, payouts, device, ops):
+        module.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -36,6 +36,17 @@ PREFIXES: Final[dict[str, str]] = {
     "tap": "tap",
     "top": "top-up",
     "req": "request",
+    "sto": "merchant store (a shop location)",
+    "var": "product variant",
+    "imp": "catalog import",
+    "po": "payout",
+    "whd": "webhook delivery",
+    "trm": "terminal or gate",
+    "qr": "QR payment request",
+    "dtk": "device payment token",
+    "cnf": "device confirmation",
+    "ent": "gate entry",
+    "dlg": "delegated payment token",
 }
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -334,7 +334,12 @@ audit_checkpoints = Table(
 from paywarden.store import (  # noqa: E402,F401
     tables_agents,
     tables_approvals,
+    tables_catalog,
+    tables_checkout,
+    tables_devices,
     tables_keys,
     tables_mandates,
+    tables_payouts,
     tables_privacy,
+    tables_webhooks,
 )

@@ -1,0 +1,12 @@
+"""Catalog import and search from the terminal."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the ``paywarden`` command line."""
+    _ = app

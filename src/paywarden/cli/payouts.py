@@ -1,0 +1,12 @@
+"""Payouts and the reconciliation export."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the ``paywarden`` command line."""
+    _ = app

@@ -1,0 +1,3 @@
+"""Tables for checkout sessions, orders, order refunds."""
+
+from __future__ import annotations

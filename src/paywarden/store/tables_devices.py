@@ -1,0 +1,3 @@
+"""Tables for devices, terminals, tap tokens and counters, QR requests."""
+
+from __future__ import annotations

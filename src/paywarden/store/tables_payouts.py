@@ -1,0 +1,3 @@
+"""Tables for settlement and payouts."""
+
+from __future__ import annotations

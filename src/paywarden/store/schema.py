@@ -332,6 +332,7 @@ audit_checkpoints = Table(
 
 # Tables kept in their own modules register themselves on `metadata` when imported here.
 from paywarden.store import (  # noqa: E402,F401
+    tables_acp,
     tables_agents,
     tables_approvals,
     tables_catalog,

@@ -6,7 +6,8 @@
     adapters     store, adapters, payments.rails              -> adapters, domains, kernel
     domains      authorization, commerce, payments, trust     -> domains, kernel, pure libraries
     kernel       kernel                                       -> pure stdlib only
-    sdk          sdk (the light client, no server deps)       -> sdk, kernel
+    sdk          sdk (the light client, no server deps)       -> sdk, kernel, trust.keys,
+                                                                  trust.signatures
 
 The kernel and the domains must also stay deterministic: no I/O, clock, environment or
 randomness (see FORBIDDEN_IMPORTS and FORBIDDEN_NAMES), so they can be tested and replayed.
@@ -70,7 +71,7 @@ LAYER_OF: dict[str, str] = {
 ALL_LAYERS = frozenset({KERNEL, DOMAINS, ADAPTERS, SERVICES, ENTRYPOINTS, SDK})
 
 # Which paywarden layers each layer may import. The SDK is installed without the server, so it
-# may lean on nothing but the kernel.
+# may lean on nothing but the kernel, and the two pure trust modules that sign requests (below).
 MAY_IMPORT: dict[str, frozenset[str]] = {
     KERNEL: frozenset({KERNEL}),
     DOMAINS: frozenset({KERNEL, DOMAINS}),
@@ -135,7 +136,11 @@ DOMAIN_THIRD_PARTY = frozenset({"cryptography", "nacl", "rfc8785", "joserfc", "h
 
 # The SDK ships in the base install; it may use only the base dependencies in pyproject.toml
 # ([project].dependencies). Keep the two in step.
-SDK_THIRD_PARTY = frozenset({"httpx", "pydantic", "typer", "rich"})
+SDK_THIRD_PARTY = frozenset({"httpx", "pydantic", "typer", "rich", "cryptography", "nacl"})
+
+# The domain modules the SDK may import: they use only the kernel and cryptography/nacl (both in
+# the base install), so the SDK signs RFC 9421 requests with the code the server verifies with.
+SDK_DOMAIN_MODULES = ("paywarden.trust.keys", "paywarden.trust.signatures")
 
 ANYTHING = None  # no restriction
 
@@ -343,6 +348,8 @@ def check_internal(layer: str, imp: Import) -> str | None:
     # `from paywarden.payments import rails` is the rails adapter, not the payments domain:
     # classify the imported name first, then the module it comes from.
     target_layer = layer_of(imp.target) or layer_of(imp.module)
+    if layer == SDK and first_within(imp.candidates, SDK_DOMAIN_MODULES):
+        return None
     if target_layer is None:
         return f"{layer} imports {imp.target}, which belongs to no layer (see LAYER_OF)"
     if target_layer in MAY_IMPORT[layer]:

@@ -105,8 +105,12 @@ CLEAN_TREE: dict[str, str] = {
         import os
 
         import httpx
+        import nacl.signing
+        from cryptography.hazmat.primitives import hashes
 
         from paywarden.kernel.money import table
+        from paywarden.trust import keys
+        from paywarden.trust.signatures import sign_request
 
         from . import models
         """,
@@ -259,6 +263,20 @@ def test_clean_tree_passes(tmp_path: Path) -> None:
             1,
             "paywarden.store.ledger (adapters)",
             id="sdk-imports-store",
+        ),
+        pytest.param(
+            "sdk/receipts.py",
+            "from paywarden.trust import audit\n",
+            1,
+            "paywarden.trust.audit (domains)",
+            id="sdk-imports-other-trust-module",
+        ),
+        pytest.param(
+            "sdk/tokens.py",
+            "import joserfc\n",
+            1,
+            "third-party libraries allowed here",
+            id="sdk-imports-server-library",
         ),
         pytest.param(
             "services/billing/charge.py",

@@ -1,0 +1,206 @@
+"""The native API's resources, one small class each, hanging off :class:`Client`.
+
+Each method is one request; the answer is the wire object as a ``dict`` (``id``, ``object``,
+``livemode``, ``created`` and the object's fields). Amounts are integers in minor units,
+currencies lowercase ISO 4217. ``idempotency_key`` may be given on any POST; by default the
+client draws one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import quote
+
+__all__ = [
+    "Agents",
+    "Approvals",
+    "CheckoutSessions",
+    "Mandates",
+    "Orders",
+    "Payments",
+    "Products",
+]
+
+Json = dict[str, Any]
+
+
+class _Caller(Protocol):
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Json: ...
+
+    def post(
+        self,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Json: ...
+
+
+def _id(value: str) -> str:
+    """An id as one path segment: a hostile id cannot climb to another route."""
+    return quote(value, safe="")
+
+
+def _body(**fields: Any) -> Json:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+class _Resource:
+    def __init__(self, client: _Caller) -> None:
+        self._client = client
+
+
+class Agents(_Resource):
+    def get(self, agent_id: str) -> Json:
+        return self._client.get(f"/v1/agents/{_id(agent_id)}")
+
+
+class Mandates(_Resource):
+    def request(
+        self,
+        *,
+        user: str,
+        currency: str,
+        constraints: Sequence[Mapping[str, Any]],
+        timezone: str = "UTC",
+        conversation_excerpt: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Json:
+        """Ask ``user`` for a mandate (agent). Answers ``pending_consent`` with
+        ``consent_url``, the page where the user reads and consents."""
+        body = _body(
+            user=user,
+            currency=currency,
+            constraints=list(constraints),
+            timezone=timezone,
+            conversation_excerpt=conversation_excerpt,
+        )
+        return self._client.post("/v1/mandates", body, idempotency_key=idempotency_key)
+
+    def get(self, mandate_id: str) -> Json:
+        """The mandate with ``status`` and ``remaining`` (amount and count per budget)."""
+        return self._client.get(f"/v1/mandates/{_id(mandate_id)}")
+
+    def amend(self, mandate_id: str, constraints: Sequence[Mapping[str, Any]]) -> Json:
+        path = f"/v1/mandates/{_id(mandate_id)}/amend"
+        return self._client.post(path, {"constraints": list(constraints)})
+
+    def token(self, mandate_id: str) -> Json:
+        return self._client.post(f"/v1/mandates/{_id(mandate_id)}/token")
+
+    def consent(self, mandate_id: str) -> Json:
+        """The user consents (the user's secret key; agent signatures are refused)."""
+        return self._client.post(f"/v1/mandates/{_id(mandate_id)}/consent")
+
+    def pause(self, mandate_id: str) -> Json:
+        return self._client.post(f"/v1/mandates/{_id(mandate_id)}/pause")
+
+    def resume(self, mandate_id: str) -> Json:
+        return self._client.post(f"/v1/mandates/{_id(mandate_id)}/resume")
+
+    def revoke(self, mandate_id: str) -> Json:
+        return self._client.post(f"/v1/mandates/{_id(mandate_id)}/revoke")
+
+
+class Payments(_Resource):
+    def create(
+        self,
+        *,
+        mandate: str,
+        merchant: str,
+        amount: int,
+        currency: str,
+        cart_hash: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Json:
+        """Pay ``merchant`` under ``mandate`` (agent). ``status`` is ``succeeded``,
+        ``requires_confirmation`` (with ``approval`` and ``approval_url``) or ``declined``
+        (with ``reasons``)."""
+        body = _body(
+            mandate=mandate,
+            merchant=merchant,
+            amount=amount,
+            currency=currency,
+            cart_hash=cart_hash,
+        )
+        return self._client.post("/v1/payments", body, idempotency_key=idempotency_key)
+
+    def get(self, payment_id: str) -> Json:
+        return self._client.get(f"/v1/payments/{_id(payment_id)}")
+
+    def wait(
+        self,
+        payment_id: str,
+        *,
+        until: Callable[[Json], bool] = lambda p: p["status"] != "requires_confirmation",
+        timeout_s: float = 30.0,
+        interval_s: float = 0.2,
+    ) -> Json:
+        """Poll the payment until ``until`` holds (by default: no longer waiting for the
+        user) or ``timeout_s`` passes; the last state either way."""
+        deadline = time.monotonic() + timeout_s
+        payment = self.get(payment_id)
+        while not until(payment) and time.monotonic() < deadline:
+            time.sleep(interval_s)
+            payment = self.get(payment_id)
+        return payment
+
+
+class Approvals(_Resource):
+    def get(self, approval_id: str) -> Json:
+        return self._client.get(f"/v1/approvals/{_id(approval_id)}")
+
+    def approve(self, approval_id: str, *, binding_hash: str) -> Json:
+        """The user approves (the user's key): the platform completes the payment."""
+        path = f"/v1/approvals/{_id(approval_id)}/approve"
+        return self._client.post(path, {"binding_hash": binding_hash})
+
+    def decline(self, approval_id: str) -> Json:
+        return self._client.post(f"/v1/approvals/{_id(approval_id)}/decline")
+
+
+class Products(_Resource):
+    def search(self, query: str = "", **filters: Any) -> Json:
+        """Products matching ``query`` (a list object); filters as the catalog API names
+        them (merchant, category, price ceiling, in stock)."""
+        return self._client.get("/v1/products", {"query": query or None, **filters})
+
+    def get(self, product_id: str) -> Json:
+        return self._client.get(f"/v1/products/{_id(product_id)}")
+
+
+class CheckoutSessions(_Resource):
+    def create(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> Json:
+        return self._client.post("/v1/checkout_sessions", body, idempotency_key=idempotency_key)
+
+    def update(self, session_id: str, body: Mapping[str, Any]) -> Json:
+        return self._client.post(f"/v1/checkout_sessions/{_id(session_id)}", body)
+
+    def get(self, session_id: str) -> Json:
+        return self._client.get(f"/v1/checkout_sessions/{_id(session_id)}")
+
+    def complete(
+        self, session_id: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Json:
+        path = f"/v1/checkout_sessions/{_id(session_id)}/complete"
+        return self._client.post(path, body, idempotency_key=idempotency_key)
+
+    def cancel(self, session_id: str) -> Json:
+        return self._client.post(f"/v1/checkout_sessions/{_id(session_id)}/cancel")
+
+
+class Orders(_Resource):
+    def get(self, order_id: str) -> Json:
+        return self._client.get(f"/v1/orders/{_id(order_id)}")
+
+    def list(self, **filters: Any) -> Json:
+        return self._client.get("/v1/orders", filters)
+
+    def refund(
+        self, order_id: str, *, amount: int | None = None, reason: str | None = None
+    ) -> Json:
+        """Ask for a refund to the original payer (full when ``amount`` is None)."""
+        path = f"/v1/orders/{_id(order_id)}/refunds"
+        return self._client.post(path, _body(amount=amount, reason=reason))

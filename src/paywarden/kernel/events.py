@@ -58,4 +58,8 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "tap.approved": "a contactless tap was verified and paid",
     "tap.declined": "a contactless tap was declined; nothing moved",
     "payment_request.created": "a merchant created a QR payment request",
+    "acp_token.created": "an ACP bearer token was issued to an agent",
+    "acp_token.revoked": "an ACP bearer token was revoked",
+    "delegated_token.created": "an agent minted a one-time delegated payment token",
+    "delegated_token.used": "a delegated payment token was spent on an ACP checkout",
 }

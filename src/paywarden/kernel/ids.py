@@ -47,6 +47,7 @@ PREFIXES: Final[dict[str, str]] = {
     "cnf": "device confirmation",
     "ent": "gate entry",
     "dlg": "delegated payment token",
+    "atk": "ACP agent bearer token",
 }
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

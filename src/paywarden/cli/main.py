@@ -527,6 +527,7 @@ def _register_commands() -> None:
 
     for module in (catalog, webhooks, payouts, device, ops):
         module.register(app)
+    __import__("paywarden.cli.assistant", fromlist=["register"]).register(app)
 
 
 _register_commands()

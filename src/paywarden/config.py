@@ -62,13 +62,36 @@ class Settings(BaseSettings):
     hold_expiry_interval_s: float = Field(
         30.0, gt=0, description="how often `serve` releases holds past their deadline"
     )
+    payout_settlement_delay_s: int = Field(
+        0, ge=0, description="how long a capture stays unsettled before it can be paid out"
+    )
     approval_ttl_s: int = Field(
         900, ge=1, description="how long a user has to approve a payment that needs confirmation"
     )
     approval_reauth_above: int = Field(
         10_000, ge=0, description="approving an amount above this (minor units) re-authenticates"
     )
+    webhook_delivery_in_process: bool = Field(
+        True, description="`serve` also delivers webhooks (else run `paywarden webhooks worker`)"
+    )
+    webhook_poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often the webhook worker looks for due deliveries"
+    )
+    webhook_retry_base_s: float = Field(10.0, gt=0, description="first webhook retry ceiling")
+    webhook_retry_cap_s: float = Field(21_600.0, gt=0, description="largest webhook retry wait")
+    webhook_retry_window_s: float = Field(
+        259_200.0, gt=0, description="how long a webhook is retried before it is dead-lettered"
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=60, description="one webhook POST's timeout")
+    public_url: str | None = Field(
+        None, description="the base URL clients reach this server at (order permalinks)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    mcp_agent_key_file: Path | None = Field(
+        None, description="`serve` mounts the MCP server at /mcp acting as this agent (JWK file)"
+    )
+    mcp_tools: str | None = Field(None, description="comma-separated MCP tool allow-list (all)")
+    mcp_mandate: str | None = Field(None, description="the mandate MCP payments use by default")
     config_file: Path | None = Field(None, description="the TOML file these came from")
     master_key_file: Path = Field(
         Path("paywarden-data/master.key"),

@@ -36,6 +36,7 @@ from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
 from paywarden.services import agents, approvals, audit, holds, idempotency, keys
+from paywarden.services import payouts as payout_service
 from paywarden.store import migrate
 from paywarden.store.engine import make_engine
 from paywarden.store.unit_of_work import Store, UnitOfWork
@@ -103,9 +104,9 @@ log = logging.getLogger("paywarden")
 
 async def _maintain(runtime: Runtime) -> None:
     """Every ``hold_expiry_interval_s``: release holds past their deadline, forget
-    idempotency keys and nonces past retention; every ``audit_checkpoint_interval_s``: seal
-    the audit log with a signed checkpoint. Errors are logged and retried next round: the
-    work is idempotent and a missed round only delays it."""
+    idempotency keys and nonces past retention, settle pending payouts; every
+    ``audit_checkpoint_interval_s``: seal the audit log with a signed checkpoint. Errors are
+    logged and retried next round: the work is idempotent and a missed round only delays it."""
     settings = runtime.settings
     last_checkpoint = asyncio.get_running_loop().time()
     while True:
@@ -115,6 +116,7 @@ async def _maintain(runtime: Runtime) -> None:
             await run_in_threadpool(runtime.store.run, idempotency.purge_expired)
             await run_in_threadpool(runtime.store.run, agents.purge_expired_nonces)
             await run_in_threadpool(runtime.store.run, approvals.expire_due)
+            await run_in_threadpool(payout_service.process_payouts, runtime.store)
             now = asyncio.get_running_loop().time()
             if now - last_checkpoint >= settings.audit_checkpoint_interval_s:
                 await run_in_threadpool(runtime.store.run, lambda uow: seal_audit_log(uow, runtime))

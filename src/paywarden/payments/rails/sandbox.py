@@ -11,6 +11,21 @@
 Any other Luhn-valid number of 12 to 19 digits succeeds. A card whose expiry date lies in
 the past is declined with ``expired_card`` too. The full number never leaves this module:
 callers get a token, the brand and the last four digits, which is all paywarden stores.
+
+Payouts go to US-style bank accounts: a 9-digit ABA routing number (its check digit is
+verified; ``110000000`` is the sandbox bank) and an account number of 4 to 17 digits.
+Registering one returns a reference, the routing number and the last four digits; the
+account number itself is never returned or stored. The reference decides what the rail does
+with every payout to that account, as a test bank's token would:
+
+| account number | payouts                                    |
+| -------------- | ------------------------------------------ |
+| 000123456789   | paid                                       |
+| 000111111116   | failed: ``no_account``                     |
+| 000111111113   | failed: ``account_closed``                 |
+| 000333333335   | failed: ``could_not_process``              |
+
+Any other valid account number is paid.
 """
 
 from __future__ import annotations
@@ -22,7 +37,15 @@ from datetime import datetime
 
 from paywarden.kernel.errors import InvalidRequest
 
-__all__ = ["CardResult", "authorize_card", "luhn_valid"]
+__all__ = [
+    "BankAccount",
+    "CardResult",
+    "PayoutResult",
+    "authorize_card",
+    "luhn_valid",
+    "register_bank_account",
+    "send_payout",
+]
 
 _MAGIC_DECLINES = {
     "4000000000000002": "card_declined",
@@ -108,3 +131,64 @@ def authorize_card(
         brand=brand,
         last4=digits[-4:],
     )
+
+
+# Account numbers whose payouts the sandbox refuses, and the failure code it answers.
+_MAGIC_PAYOUT_FAILURES = {
+    "000111111116": "no_account",
+    "000111111113": "account_closed",
+    "000333333335": "could_not_process",
+}
+_FAILING_REFERENCE = "sbx_fails_"
+_ABA_WEIGHTS = (3, 7, 1, 3, 7, 1, 3, 7, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class BankAccount:
+    reference: str  # what payouts are sent to; derived by a keyed hash, reveals nothing
+    routing_number: str
+    last4: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutResult:
+    paid: bool
+    failure_code: str | None
+
+
+def _digits(value: str, param: str, low: int, high: int, what: str) -> str:
+    digits = value.replace(" ", "").replace("-", "")
+    if not (digits.isascii() and digits.isdigit() and low <= len(digits) <= high):
+        size = f"{low}" if low == high else f"{low} to {high}"
+        raise InvalidRequest(f"{what} must be {size} digits", code=f"invalid_{what}", param=param)
+    return digits
+
+
+def register_bank_account(
+    routing_number: str, account_number: str, token_key: bytes
+) -> BankAccount:
+    """Check sandbox bank details and return what paywarden may keep of them."""
+    routing = _digits(routing_number, "$.routing_number", 9, 9, "routing_number")
+    checksum = sum(int(d) * w for d, w in zip(routing, _ABA_WEIGHTS, strict=True))
+    if checksum % 10:
+        raise InvalidRequest(
+            "routing_number fails its check digit",
+            code="invalid_routing_number",
+            param="$.routing_number",
+        )
+    account = _digits(account_number, "$.account_number", 4, 17, "account_number")
+    message = f"{routing}:{account}".encode()
+    digest = hmac.new(token_key, message, hashlib.sha256).hexdigest()[:24]
+    failure = _MAGIC_PAYOUT_FAILURES.get(account)
+    reference = f"{_FAILING_REFERENCE}{failure}_{digest}" if failure else f"sbx_ba_{digest}"
+    return BankAccount(reference=reference, routing_number=routing, last4=account[-4:])
+
+
+def send_payout(reference: str, amount: int, currency: str) -> PayoutResult:
+    """The sandbox rail's answer to a payout: decided by the account's reference alone."""
+    if amount <= 0 or len(currency) != 3:
+        return PayoutResult(paid=False, failure_code="could_not_process")
+    if reference.startswith(_FAILING_REFERENCE):
+        code = reference.removeprefix(_FAILING_REFERENCE).rpartition("_")[0]
+        return PayoutResult(paid=False, failure_code=code or "could_not_process")
+    return PayoutResult(paid=True, failure_code=None)

@@ -30,11 +30,13 @@ from paywarden.kernel.errors import InvalidRequest
 from paywarden.kernel.money import AMOUNT_MINOR_MAX, parse_amount
 
 __all__ = [
+    "DRAFT_FIELDS",
     "OPTION_GROUPS_MAX",
     "OPTION_VALUES_MAX",
     "QUANTITY_MAX",
     "STOCK_MAX",
     "VARIANTS_MAX",
+    "VARIANT_FIELDS",
     "LineRequest",
     "OptionGroup",
     "OptionValue",
@@ -65,6 +67,18 @@ _SKU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
 UNITS = ("each", "g", "kg", "ml", "l")
+DRAFT_FIELDS = (
+    "sku",
+    "title",
+    "amount",
+    "description",
+    "category",
+    "option_groups",
+    "variants",
+    "stock",
+    "available",
+)
+VARIANT_FIELDS = ("sku", "title", "amount", "stock", "available", "unit", "unit_quantity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,19 +282,8 @@ def parse_draft(raw: Mapping[str, Any], param: str = "$") -> ProductDraft:
     ``InvalidRequest`` naming the first bad field."""
     if not isinstance(raw, Mapping):
         raise InvalidRequest("a product is a JSON object", param=param)
-    known = {
-        "sku",
-        "title",
-        "amount",
-        "description",
-        "category",
-        "option_groups",
-        "variants",
-        "stock",
-        "available",
-    }
     for name in raw:
-        if name not in known:
+        if name not in DRAFT_FIELDS:
             raise InvalidRequest(
                 f"unknown field {name!r}", code="unknown_parameter", param=f"{param}.{name}"
             )

@@ -35,6 +35,7 @@ from paywarden.api.routes_webhooks import router as webhooks_router
 from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
+from paywarden.mcp import http as mcp_http
 from paywarden.services import agents, approvals, audit, holds, idempotency, keys
 from paywarden.services import payouts as payout_service
 from paywarden.store import migrate
@@ -65,7 +66,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_maintain(runtime))
         try:
-            yield
+            async with mcp_http.running(_app):
+                yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -90,6 +92,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(acp_router)
     app.include_router(web_router)
     _add_operational_routes(app, runtime, registry)
+    mcp_http.mount(app, settings)  # /mcp, when an MCP agent key is configured
     _add_error_handlers(app)
     # The last added runs first: RequestId → Metrics → BodyLimit → the app, so a 413 from
     # BodyLimit is counted as a 413, and every response carries its request id.

@@ -43,6 +43,7 @@ from paywarden.store.engine import make_engine
 from paywarden.store.unit_of_work import Store, UnitOfWork
 from paywarden.trust.custody import Purpose
 from paywarden.web.routes import router as web_router
+from paywarden.worker.delivery import deliver_in_process
 
 __all__ = ["create_app"]
 
@@ -65,13 +66,19 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_maintain(runtime))
+        tasks = [task]
+        if settings.webhook_delivery_in_process:
+            tasks.append(
+                asyncio.create_task(deliver_in_process(store, settings, lambda: runtime.master_key))
+            )
         try:
             async with mcp_http.running(_app):
                 yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in tasks:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
             store.engine.dispose()
 
     app = FastAPI(

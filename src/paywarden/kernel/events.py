@@ -53,6 +53,8 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "payout.failed": "the rail refused the payout; the money went back to the merchant balance",
     "webhook_endpoint.created": "a webhook endpoint was registered",
     "webhook_endpoint.deleted": "a webhook endpoint was removed",
+    "webhook_endpoint.updated": "a webhook endpoint's URL, event types or status changed, "
+    "or its secret was rotated",
     "device.registered": "a user bound a device, or a merchant registered a terminal or gate",
     "device.revoked": "a device was revoked; its confirmations and taps are refused from now",
     "tap.approved": "a contactless tap was verified and paid",

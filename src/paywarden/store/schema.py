@@ -274,6 +274,16 @@ events = Table(
     Column("type", String(64), nullable=False),
     Column("data", JSON, nullable=False),
     _created(),
+    # Set when the webhook fan-out has indexed the event's owners and queued its deliveries
+    # (paywarden.services.webhooks); null means not yet.
+    Column("dispatched_at", Instant(), nullable=True),
+)
+# The fan-out reads the undispatched events in order: a small partial index.
+Index(
+    "ix_events_undispatched",
+    events.c.sequence,
+    postgresql_where=events.c.dispatched_at.is_(None),
+    sqlite_where=events.c.dispatched_at.is_(None),
 )
 
 settings_table = Table(

@@ -1,0 +1,1 @@
+"""Background processes: the webhook delivery worker (``paywarden webhooks worker``)."""

@@ -3,12 +3,16 @@ and a coffee drink with options (size, milk, sugar, temperature)."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from payment_support import SignedAgent
 from paywarden.commerce.catalog import LineRequest, PricedLine, Product, parse_draft
 from paywarden.services import catalog, identity
 from paywarden.store.unit_of_work import Store
+from paywarden.trust.signatures import RequestParts, sign_request
 
 MASTER_KEY = bytes(range(32))
 
@@ -80,3 +84,19 @@ def make_shop(store: Store, *, category: str = "coffee", currency: str = "usd") 
         )
     )
     return Shop(store, merchant.id)
+
+
+def signed_search(agent: SignedAgent, path: str, query: str) -> Any:
+    """A signed GET with a query string (the signature covers ``@query`` too)."""
+    parts = RequestParts("GET", "http", "testserver", path, query, [], b"")
+    signature_input, signature = sign_request(
+        parts,
+        key=agent.key,
+        components=["@method", "@authority", "@path", "@query"],
+        created=agent.clock.now(),
+        expires=agent.clock.now() + timedelta(seconds=60),
+        nonce=secrets.token_urlsafe(16),
+        tag="agent-payer-auth",
+    )
+    headers = {"Signature-Input": signature_input, "Signature": signature}
+    return agent.api.client.get(f"{path}?{query}", headers=headers)

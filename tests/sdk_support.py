@@ -4,8 +4,11 @@ user, a merchant, an agent and an active mandate made through the API."""
 
 from __future__ import annotations
 
+import json
 import secrets
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -134,3 +137,103 @@ def active_mandate(
     assert asked["status"] == "pending_consent", asked
     assert user.mandates.consent(asked["id"])["status"] == "active"
     return str(asked["id"])
+
+
+# --- a fake OpenAI-compatible model on loopback --------------------------------------------
+
+Step = Any  # (messages: list[dict]) -> the assistant message (dict)
+
+
+class FakeModel:
+    """An OpenAI-compatible ``/chat/completions`` server on 127.0.0.1 that answers from a
+    queue of scripted steps; each step sees the request's messages (tool results included)
+    and returns the assistant message: ``{"content": …}`` or ``{"tool_calls": […]}``."""
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self.requests: list[dict[str, Any]] = []
+        model = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = json.loads(self.rfile.read(length))
+                model.requests.append(body)
+                if self.path.rstrip("/").endswith("/chat/completions") and model.steps:
+                    message = {
+                        "role": "assistant",
+                        "content": None,
+                        **model.steps.pop(0)(body["messages"]),
+                    }
+                    reply = {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "model": body.get("model"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": message,
+                                "finish_reason": "tool_calls"
+                                if message.get("tool_calls")
+                                else "stop",
+                            }
+                        ],
+                    }
+                    status = 200
+                else:
+                    reply, status = {"error": {"message": "no scripted step left"}}, 500
+                raw = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> FakeModel:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def script(self, *steps: Step) -> None:
+        self.steps.extend(steps)
+
+
+def call(name: str, arguments: Any) -> Step:
+    """A step calling one tool; ``arguments`` is a dict or a function of the tool results so
+    far (each a parsed JSON object, oldest first)."""
+
+    def step(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        results = [json.loads(m["content"]) for m in messages if m.get("role") == "tool"]
+        args = arguments(results) if callable(arguments) else arguments
+        tool_call = {
+            "id": f"call_{secrets.token_hex(4)}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)},
+        }
+        return {"tool_calls": [tool_call]}
+
+    return step
+
+
+def say(text: Any) -> Step:
+    """A step answering in text (or a function of the tool results so far)."""
+
+    def step(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        results = [json.loads(m["content"]) for m in messages if m.get("role") == "tool"]
+        return {"content": text(results) if callable(text) else text}
+
+    return step

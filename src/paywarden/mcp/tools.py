@@ -88,7 +88,8 @@ SPECS: tuple[ToolSpec, ...] = (
             {
                 "query": {"type": "string", "maxLength": 200},
                 "merchant": {**_ID, "description": "only this merchant (mer_…)"},
-                "max_price": {**_AMOUNT, "description": "price ceiling, minor units"},
+                "max_amount": {**_AMOUNT, "description": "price ceiling, minor units"},
+                "in_stock": {"type": "boolean"},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 50},
             },
             ["query"],
@@ -301,11 +302,12 @@ class ShoppingTools:
         self,
         query: str,
         merchant: str | None = None,
-        max_price: int | None = None,
+        max_amount: int | None = None,
+        in_stock: bool | None = None,
         limit: int = 10,
     ) -> Json:
         return self.client.products.search(
-            query, merchant=merchant, max_price=max_price, limit=limit
+            query, merchant=merchant, max_amount=max_amount, in_stock=in_stock, limit=limit
         )
 
     def _get_product(self, product_id: str) -> Json:

@@ -162,10 +162,29 @@ class Approvals(_Resource):
 
 
 class Products(_Resource):
-    def search(self, query: str = "", **filters: Any) -> Json:
-        """Products matching ``query`` (a list object); filters as the catalog API names
-        them (merchant, category, price ceiling, in stock)."""
-        return self._client.get("/v1/products", {"query": query or None, **filters})
+    def search(
+        self,
+        query: str = "",
+        *,
+        merchant: str | None = None,
+        category: str | None = None,
+        max_amount: int | None = None,
+        in_stock: bool | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Json:
+        """Products whose words begin with every word of ``query``, best first (a list
+        object with ``next_offset``); ``max_amount`` is a price ceiling in minor units."""
+        params = {
+            "q": query or None,
+            "merchant": merchant,
+            "category": category,
+            "max_amount": max_amount,
+            "in_stock": in_stock,
+            "limit": limit,
+            "offset": offset,
+        }
+        return self._client.get("/v1/products", params)
 
     def get(self, product_id: str) -> Json:
         return self._client.get(f"/v1/products/{_id(product_id)}")

@@ -1,4 +1,5 @@
-"""Demo data for a fresh installation: a few users and merchants with money moving.
+"""Demo data for a fresh installation: a few users and merchants with money moving, and
+the merchants' stores and catalogs (see :mod:`paywarden.services.demo_catalog`).
 
 Idempotent: it looks for its own marker and does nothing the second time.
 """
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import holds, identity, ledger
+from paywarden.services.demo_catalog import load_catalogs
 from paywarden.store import schema
 from paywarden.store.unit_of_work import UnitOfWork
 
@@ -24,6 +26,7 @@ _TEST_CARD = ledger.Card("4242424242424242", 12, 2099)
 class DemoResult:
     created: bool
     keys: dict[str, str] = field(default_factory=dict)
+    products: int = 0  # catalog products loaded for the three demo merchants
 
 
 def load_demo(uow: UnitOfWork, token_key: bytes) -> DemoResult:
@@ -84,6 +87,7 @@ def load_demo(uow: UnitOfWork, token_key: bytes) -> DemoResult:
     ledger.transfer(
         uow, lin_p, destination=grocer.id, amount=42_50, currency="cny", description="groceries"
     )
+    result.products = load_catalogs(uow, cafe.id, grocer.id, shop.id)
     return result
 
 

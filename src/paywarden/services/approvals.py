@@ -74,6 +74,7 @@ __all__ = [
     "decline",
     "expire_due",
     "get",
+    "void_pending",
     "wire_approval",
 ]
 
@@ -298,7 +299,38 @@ def _finish(
         {"mandate": payment.mandate_id, "amount": payment.amount, "approval": record.id},
     )
     emit(uow, event, payment.livemode, payments.wire_payment(payment))
+    _tell_checkout(uow, principal, payment)
     return finished
+
+
+def _tell_checkout(
+    uow: UnitOfWork, principal: Principal | None, payment: payments.PaymentRecord
+) -> None:
+    """A payment made for a checkout session moves the session on: completed with its
+    order, or its stock released. Imported here: checkout imports this module."""
+    from paywarden.services import checkout  # noqa: PLC0415
+
+    checkout.payment_decided(uow, principal, payment)
+
+
+def _checkout_wants(uow: UnitOfWork, record: ApprovalRecord) -> bool:
+    """False when the payment's checkout was canceled or its cart is no longer the one
+    the approval is bound to (a cart swapped under the approval)."""
+    from paywarden.services import checkout  # noqa: PLC0415
+
+    return checkout.payment_still_wanted(uow, _payment(uow, record.payment_id))
+
+
+def void_pending(
+    uow: UnitOfWork, principal: Principal | None, payment_id: str
+) -> ApprovalRecord | None:
+    """Void the pending approval of a payment nobody wants any more (its checkout was
+    canceled); the caller holds the mandate lock. None when nothing was pending."""
+    found = approval_for_payment(uow, payment_id)
+    record = _load(uow, found, lock=True) if found is not None else None
+    if record is None or record.status != "pending":
+        return None
+    return _finish(uow, principal, record, "voided", record.reasons, _declined((APPROVAL_VOIDED,)))
 
 
 def _payment(uow: UnitOfWork, payment_id: str) -> payments.PaymentRecord:
@@ -339,7 +371,7 @@ def approve(
     now = uow.clock.now()
     if now > record.expires_at:
         return _finish(uow, principal, record, "expired", record.reasons, _expired())
-    if not _still_bound(uow, record):
+    if not _still_bound(uow, record) or not _checkout_wants(uow, record):
         return _finish(
             uow, principal, record, "voided", record.reasons, _declined((APPROVAL_VOIDED,))
         )

@@ -78,6 +78,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    from figures_support import FIGURES  # the fault and attack suite's proven figures
+
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
     times = config.stash.get(_AREA_TIMES, {})
     if not times:
         return

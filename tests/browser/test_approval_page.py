@@ -163,7 +163,7 @@ def _wallet(world: dict[str, Any]) -> int:
 
 def _sign_in(page: Any, secret_key: str) -> None:
     page.get_by_label("Your secret key").fill(secret_key)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Use secret key").click()
 
 
 def test_the_user_approves_then_declines(browser: Any, world: dict[str, Any]) -> None:

@@ -156,7 +156,7 @@ def _session_cookie(context: Any) -> dict[str, Any]:
 
 def _sign_in(page: Any, secret_key: str) -> None:
     page.get_by_label("Your secret key").fill(secret_key)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Use secret key").click()
 
 
 def test_the_user_signs_in_reads_the_page_and_consents(browser: Any, world: dict[str, Any]) -> None:
@@ -170,7 +170,7 @@ def test_the_user_signs_in_reads_the_page_and_consents(browser: Any, world: dict
     page.goto(consent_url)
     assert urlsplit(page.url).path == "/signin"
     before = _session_cookie(context)
-    token_before = page.locator("input[name=csrf_token]").input_value()
+    token_before = page.locator("input[name=csrf_token]").first.input_value()
     assert before["httpOnly"] and before["sameSite"] == "Lax" and not before["secure"]
 
     # A wrong key is refused, and the form says so.

@@ -24,13 +24,13 @@ from urllib.parse import parse_qs, quote
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from paywarden.api.http import runtime
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.store import schema
-from paywarden.store.unit_of_work import UnitOfWork
+from paywarden.services import web_access
+from paywarden.services.identity import API_VERSION
+from paywarden.web import i18n
 from paywarden.web.session import COOKIE_NAME, SESSION_TTL, Session, SessionKeys
 
 __all__ = [
@@ -87,35 +87,22 @@ def web_session(request: Request) -> Session | None:
     return _keys(request).open(request.cookies.get(COOKIE_NAME), now)
 
 
-def _active_key(uow: UnitOfWork, session: Session) -> bool:
-    k = schema.api_keys
-    row = uow.execute(
-        select(k.c.id).where(
-            k.c.id == session.key_id,
-            k.c.principal_type == PrincipalType.USER.value,
-            k.c.principal_id == session.user,
-            k.c.livemode == session.livemode,
-            k.c.revoked_at.is_(None),
-        )
-    ).first()
-    return row is not None
-
-
 async def signed_in_user(request: Request, session: Session | None) -> Principal | None:
-    """The user of a signed-in session whose key is still active; else None."""
+    """The user of a signed-in session whose server-side row is live; else None."""
     if session is None or not session.signed_in:
         return None
     store = runtime(request).store
-    if not await run_in_threadpool(
-        store.run, lambda uow: _active_key(uow, session), read_only=True
-    ):
+    row = await run_in_threadpool(
+        store.run, lambda uow: web_access.live_session(uow, session.sid), read_only=True
+    )
+    if row is None or row.user_id != session.user:
         return None
     return Principal(
         type=PrincipalType.USER,
-        id=session.user,
-        livemode=session.livemode,
-        key_id=str(session.key_id),
-        api_version=str(session.api_version),
+        id=row.user_id,
+        livemode=row.livemode,
+        key_id=row.key_id or "web-session",
+        api_version=session.api_version or API_VERSION,
     )
 
 
@@ -182,11 +169,16 @@ def render(
 ) -> Response:
     """A page, with the CSRF token of ``session`` for its forms."""
     token = _keys(request).csrf_token(session) if session is not None else ""
+    lang = i18n.language(request)
     page = _templates.get_template(template).render(
         **context,
         csrf_field=CSRF_FIELD,
         csrf_token=token,
         signed_in=session is not None and session.signed_in,
+        lang=lang,
+        other_lang="en" if lang == "zh" else "zh",
+        t=i18n.translator(lang),
+        here=request.url.path,
     )
     return _secured(HTMLResponse(page, status_code=status))
 

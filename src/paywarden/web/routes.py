@@ -18,13 +18,12 @@ token bound to the session; a POST without a valid one is 403.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import and_, or_, select
 from starlette.concurrency import run_in_threadpool
 
 from paywarden.api.http import runtime
@@ -33,11 +32,10 @@ from paywarden.authorization.mandates import MandateStatus
 from paywarden.kernel.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied
 from paywarden.kernel.money import format_amount
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.services import approvals, identity, mandates, payments
-from paywarden.store import schema
-from paywarden.store.tables_agents import agent_keys, agent_platforms, agents
+from paywarden.services import approvals, dashboard, identity, mandates, payments, web_access
 from paywarden.store.unit_of_work import UnitOfWork
-from paywarden.web import pages
+from paywarden.web import i18n, pages
+from paywarden.web.dashboard import router as dashboard_router
 from paywarden.web.session import Session, anonymous, signed_in
 from paywarden.web.wording import describe_all
 
@@ -92,90 +90,87 @@ async def sign_in_form(request: Request) -> Response:
     return _sign_in_page(request, session, request.query_params.get("next"))
 
 
+def _password_sign_in(uow: UnitOfWork, email: str, password: str) -> tuple[str, bool] | None:
+    if not email or not password or len(password) > web_access.PASSWORD_LENGTH_MAX:
+        return None
+    return web_access.password_sign_in(uow, email, password)
+
+
+def _key_sign_in(uow: UnitOfWork, secret: str) -> Principal | None:
+    try:
+        principal = identity.authenticate(uow, secret)
+    except AuthenticationFailed:
+        return None
+    if principal.type is not PrincipalType.USER or principal.id is None:
+        return None
+    return principal
+
+
 @router.post("/signin")
 async def sign_in(request: Request) -> Response:
+    """Sign in with an email and password, or with a user secret key; either way a new
+    session id (a planted one is worthless) and a server-side session row."""
     session = pages.web_session(request)
     form = await pages.read_form(request)
     if not pages.csrf_ok(request, session, form):
         return pages.error_page(request, 403, "Refused", "The form expired. Reload and retry.")
     assert session is not None
     store = runtime(request).store
+    now = store.clock.now()
     secret = (form.get("secret_key") or "").strip()
-    try:
-        principal = await run_in_threadpool(
-            store.run, lambda uow: identity.authenticate(uow, secret), read_only=True
+    email = (form.get("email") or "").strip()
+    password = form.get("password") or ""
+    user_id: str | None = None
+    livemode, key_id, api_version = False, None, identity.API_VERSION
+    if secret:
+        principal = await run_in_threadpool(store.run, lambda uow: _key_sign_in(uow, secret))
+        if principal is not None:
+            user_id, livemode = principal.id, principal.livemode
+            key_id, api_version = principal.key_id, principal.api_version
+        error = "That is not a valid user secret key."
+    else:
+        found = await run_in_threadpool(
+            store.run, lambda uow: _password_sign_in(uow, email, password)
         )
-    except AuthenticationFailed:
-        principal = None
-    if principal is None or principal.type is not PrincipalType.USER or principal.id is None:
-        return _sign_in_page(
-            request,
-            session,
-            form.get("next"),
-            error="That is not a valid user secret key.",
-            status=401,
-        )
-    fresh = signed_in(
-        store.clock.now(),
-        user=principal.id,
-        key_id=principal.key_id,
-        livemode=principal.livemode,
-        api_version=principal.api_version,
+        if found is not None:
+            user_id, livemode = found
+        error = i18n.translator(i18n.language(request))("signin.bad_password")
+    if user_id is None:
+        return _sign_in_page(request, session, form.get("next"), error=error, status=401)
+    fresh = signed_in(now, user=user_id, key_id=key_id, livemode=livemode, api_version=api_version)
+    expires = datetime.fromtimestamp(fresh.expires, UTC)
+    await run_in_threadpool(
+        store.run,
+        lambda uow: web_access.start_session(
+            uow,
+            sid=fresh.sid,
+            user_id=str(user_id),
+            livemode=livemode,
+            key_id=key_id,
+            expires_at=expires,
+        ),
     )
-    response = pages.redirect(pages.safe_next(form.get("next")) or "/signin")
+    response = pages.redirect(pages.safe_next(form.get("next")) or "/home")
     pages.set_session(request, response, fresh)
     return response
 
 
 @router.post("/signout")
 async def sign_out(request: Request) -> Response:
+    """End the session: its server-side row first, then the cookie."""
     session = pages.web_session(request)
     form = await pages.read_form(request)
     if not pages.csrf_ok(request, session, form):
         return pages.error_page(request, 403, "Refused", "The form expired. Reload and retry.")
+    assert session is not None
+    store = runtime(request).store
+    await run_in_threadpool(store.run, lambda uow: web_access.end_session(uow, session.sid))
     response = pages.redirect("/signin")
     pages.clear_session(request, response)
     return response
 
 
 # --- consent ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AgentSummary:
-    id: str
-    name: str
-    status: str
-    platform: str
-    origin: str
-    thumbprints: tuple[str, ...]
-
-
-def _agent_summary(uow: UnitOfWork, agent_id: str) -> AgentSummary:
-    a, p, k = agents, agent_platforms, agent_keys
-    row = uow.execute(
-        select(a.c.id, a.c.name, a.c.status, p.c.name.label("platform"), p.c.origin)
-        .join(p, p.c.id == a.c.platform_id)
-        .where(a.c.id == agent_id)
-    ).one()
-    now = uow.clock.now()
-    valid = and_(
-        k.c.agent_id == agent_id,
-        k.c.status == "active",
-        or_(k.c.not_after.is_(None), k.c.not_after >= now),
-    )
-    kids = uow.execute(select(k.c.kid).where(valid).order_by(k.c.created_at, k.c.kid))
-    return AgentSummary(
-        row.id, row.name, row.status, row.platform, row.origin, tuple(kids.scalars())
-    )
-
-
-def _merchant_names(uow: UnitOfWork, ids: set[str], livemode: bool) -> dict[str, str]:
-    if not ids:
-        return {}
-    m = schema.merchants
-    rows = uow.execute(select(m.c.id, m.c.name).where(m.c.id.in_(ids), m.c.livemode == livemode))
-    return {row.id: row.name for row in rows}
 
 
 def _consent_context(uow: UnitOfWork, user: Principal, mandate_id: str) -> dict[str, Any]:
@@ -187,13 +182,13 @@ def _consent_context(uow: UnitOfWork, user: Principal, mandate_id: str) -> dict[
     payees = {
         m for c in mandate.constraints if isinstance(c, AllowedPayees) for m in c.merchant_ids
     }
-    names = _merchant_names(uow, payees, view.livemode)
+    names = dashboard.merchant_names(uow, payees, view.livemode)
     return {
         "title": "Consent to a mandate",
         "mandate": mandate,
         "pending": mandate.status is MandateStatus.PENDING_CONSENT,
         "status_words": _STATUS_WORDS.get(mandate.status, ""),
-        "agent": _agent_summary(uow, mandate.agent),
+        "agent": dashboard.agent_summary(uow, mandate.agent),
         "rules": describe_all(mandate.constraints, timezone=mandate.timezone, names=names),
         "excerpt": view.conversation_excerpt,
         "livemode": view.livemode,
@@ -315,7 +310,7 @@ def _approval_context(uow: UnitOfWork, user: Principal, approval_id: str) -> dic
         raise NotFound(f"no such approval: {approval_id}")
     view = mandates.get_mandate(uow, user, record.mandate_id)
     payment = payments.get_payment(uow, user, record.payment_id)
-    names = _merchant_names(uow, {record.merchant_id}, record.livemode)
+    names = dashboard.merchant_names(uow, {record.merchant_id}, record.livemode)
     zone = view.mandate.timezone
     return {
         "title": "Approve a payment",
@@ -323,7 +318,7 @@ def _approval_context(uow: UnitOfWork, user: Principal, approval_id: str) -> dic
         "amount": format_amount(record.amount, record.currency),
         "payee": names.get(record.merchant_id, record.merchant_id),
         "reasons": [_REASON_WORDS.get(r, r.replace("_", " ")) for r in record.reasons],
-        "agent": _agent_summary(uow, record.agent_id),
+        "agent": dashboard.agent_summary(uow, record.agent_id),
         "mandate": view.mandate,
         "excerpt": view.conversation_excerpt,
         "expires": f"{record.expires_at.astimezone(_zone(zone)):%Y-%m-%d %H:%M:%S} ({zone})",
@@ -403,3 +398,7 @@ async def approval_decision(request: Request, approval_id: str) -> Response:
     except Conflict:
         pass  # decided already, or changed since shown: the page shows it as it is now
     return pages.redirect(request.url.path)
+
+
+# The dashboard pages live in their own module; they share this router's place in the app.
+router.include_router(dashboard_router)

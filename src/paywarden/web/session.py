@@ -1,14 +1,16 @@
-"""Dashboard sessions and CSRF tokens, with no session table.
+"""Dashboard session cookies and CSRF tokens.
 
-A session is a small JSON payload in a cookie, authenticated with HMAC-SHA256 under a key
-derived from the platform's instance secret (:func:`paywarden.services.platform.instance_secret`),
-so only this installation can mint one::
+A session cookie is a small JSON payload authenticated with HMAC-SHA256 under a key derived
+from the platform's instance secret (:func:`paywarden.services.platform.instance_secret`), so
+only this installation can mint one::
 
     base64url(payload) "." base64url(HMAC(session_key, base64url(payload)))
 
 The payload holds a random session id (``sid``), its expiry, and once the user has signed in
-with their secret key, the user's id and the id of the key they used. The key itself is never
-stored: on every request the key row is read again, so revoking the key ends its sessions.
+(with a password or a secret key), the user's id. The cookie alone never signs anyone in: a
+signed-in ``sid`` must also have a live row in ``web_sessions``
+(:mod:`paywarden.services.web_access`), read on every request, so signing out, a password
+change or the revocation of the key used to sign in ends the session at once.
 
 - Before sign-in the browser gets an anonymous session: a ``sid`` alone, enough to bind the
   sign-in form's CSRF token.
@@ -64,7 +66,7 @@ class Session:
 
     @property
     def signed_in(self) -> bool:
-        return self.user is not None and self.key_id is not None
+        return self.user is not None
 
 
 def anonymous(now: datetime) -> Session:
@@ -73,7 +75,7 @@ def anonymous(now: datetime) -> Session:
 
 
 def signed_in(
-    now: datetime, *, user: str, key_id: str, livemode: bool, api_version: str
+    now: datetime, *, user: str, key_id: str | None, livemode: bool, api_version: str
 ) -> Session:
     """The session after sign-in: always a new ``sid``, never the anonymous one's."""
     fresh = anonymous(now)

@@ -352,5 +352,6 @@ from paywarden.store import (  # noqa: E402,F401
     tables_mandates,
     tables_payouts,
     tables_privacy,
+    tables_web,
     tables_webhooks,
 )

@@ -94,6 +94,15 @@ ZH_WORDS = {"latte": "拿铁", "americano": "美式", "cappuccino": "卡布奇�
             "mocha": "摩卡", "espresso": "浓缩", "croissant": "可颂"}  # fmt: skip
 
 
+# What a catalog may call the canonical option values ("less" sugar is "one" pump at the demo
+# coffee chain), tried after the value itself.
+SIMILAR: dict[str, tuple[str, ...]] = {
+    "less": ("one", "half", "light"),
+    "regular": ("two", "normal", "standard"),
+    "whole": ("dairy", "full"),
+}
+
+
 def match_options(product: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[str, str]:
     """The product's option values for what the user wanted: for each aspect (size, milk, …)
     the group named like it, or holding a value like the wanted one; the value whose name
@@ -101,12 +110,15 @@ def match_options(product: Mapping[str, Any], wanted: Mapping[str, str]) -> dict
     chosen: dict[str, str] = {}
     groups = [g for g in product.get("option_groups") or [] if isinstance(g, Mapping)]
     for aspect, value in wanted.items():
-        for group in groups:
+        # The group named like the aspect first ("Size" for size), then any other.
+        ordered = sorted(groups, key=lambda g: aspect not in str(g.get("name", "")).lower())
+        for group in ordered:
             names = [str(v.get("name", "")) for v in group.get("values") or []]
-            hit = next((n for n in names if n.lower() == value), None) or next(
-                (n for n in names if value in n.lower()), None
+            words = (value, *SIMILAR.get(value, ()))
+            hit = next((n for w in words for n in names if n.lower() == w), None) or next(
+                (n for w in words for n in names if w in n.lower()), None
             )
-            if hit and (aspect in str(group.get("name", "")).lower() or hit):
+            if hit is not None and str(group["name"]) not in chosen:
                 chosen[str(group["name"])] = hit
                 break
     return chosen

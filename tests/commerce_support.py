@@ -7,7 +7,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from payment_support import ISSUER, MASTER_KEY, NO_RISK, World, budget, make_world, payees
+from conftest import Api
+from payment_support import (
+    ISSUER,
+    MASTER_KEY,
+    NO_RISK,
+    SignedAgent,
+    World,
+    budget,
+    make_world,
+    payees,
+    register_agent,
+)
 from paywarden.commerce.catalog import LineRequest, parse_draft
 from paywarden.kernel.clock import FakeClock
 from paywarden.kernel.principals import Principal, PrincipalType
@@ -152,3 +163,90 @@ def make_shop(store: Store, clock: FakeClock, *, funded: int = 100_000) -> Shop:
         return shop.id
 
     return Shop(world, store.run(setup))
+
+
+# --- over the API ---------------------------------------------------------------------------
+
+
+@dataclass
+class ApiShop:
+    """A merchant set up through the API (store, profile, catalog), a funded user, a signed
+    agent and a mandate the user granted it for this merchant."""
+
+    api: Api
+    agent: SignedAgent
+    merchant: dict[str, Any]
+    merchant_key: str
+    store_id: str
+    user: dict[str, Any]
+    user_key: str
+    mandate: str
+
+    def create(self, lines: list[dict[str, Any]] | None = None, **extra: Any) -> Any:
+        body = {
+            "merchant": self.merchant["id"],
+            "line_items": lines or [{"item": "latte", "quantity": 1}],
+            "fulfillment": {"option_id": f"pickup_{self.store_id}"},
+            **extra,
+        }
+        return self.agent.post("/v1/checkout_sessions", body)
+
+    def complete(self, session: dict[str, Any], cart_hash: str | None = None) -> Any:
+        body = {"mandate": self.mandate, "cart_hash": cart_hash or session["cart_hash"]}
+        return self.agent.post(f"/v1/checkout_sessions/{session['id']}/complete", body)
+
+
+def _ok(response: Any, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def make_api_shop(
+    api: Api, clock: FakeClock, *, constraints: list[dict[str, Any]] | None = None
+) -> ApiShop:
+    merchant, merchant_key = api.merchant()
+    base = f"/v1/merchants/{merchant['id']}"
+    store = _ok(
+        api.post(
+            f"{base}/stores",
+            merchant_key,
+            {
+                "name": "Louvre",
+                "address": "1 Rue de Rivoli",
+                "timezone": "Europe/Paris",
+                "hours": HOURS,
+            },
+        ),
+        201,
+    )
+    _ok(
+        api.post(
+            f"{base}/profile",
+            merchant_key,
+            {
+                "tax_bps": TAX_BPS,
+                "fulfillment": [
+                    {"type": "pickup", "amount": 0, "stores": [store["id"]]},
+                    {"type": "shipping", "amount": 500},
+                ],
+            },
+        )
+    )
+    for product in PRODUCTS:
+        _ok(api.post("/v1/products", merchant_key, product), 201)
+    user, user_key = api.user(funded=100_000)
+    agent = register_agent(api, clock)
+    asked = _ok(
+        agent.post(
+            "/v1/mandates",
+            {
+                "user": user["id"],
+                "currency": "usd",
+                "constraints": constraints or [budget(50_000), payees(merchant["id"])],
+            },
+        ),
+        201,
+    )
+    _ok(api.post(f"/v1/mandates/{asked['id']}/consent", user_key))
+    return ApiShop(api, agent, merchant, merchant_key, store["id"], user, user_key, asked["id"])

@@ -36,7 +36,7 @@ from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
 from paywarden.mcp import http as mcp_http
-from paywarden.services import agents, approvals, audit, holds, idempotency, keys
+from paywarden.services import agents, approvals, audit, checkout, holds, idempotency, keys
 from paywarden.services import payouts as payout_service
 from paywarden.store import migrate
 from paywarden.store.engine import make_engine
@@ -126,6 +126,7 @@ async def _maintain(runtime: Runtime) -> None:
             await run_in_threadpool(runtime.store.run, idempotency.purge_expired)
             await run_in_threadpool(runtime.store.run, agents.purge_expired_nonces)
             await run_in_threadpool(runtime.store.run, approvals.expire_due)
+            await run_in_threadpool(runtime.store.run, checkout.expire_due)
             await run_in_threadpool(payout_service.process_payouts, runtime.store)
             now = asyncio.get_running_loop().time()
             if now - last_checkpoint >= settings.audit_checkpoint_interval_s:

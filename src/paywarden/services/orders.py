@@ -400,8 +400,10 @@ def _json_safe(value: Any) -> Any:
 
 def _audit_records(uow: UnitOfWork, subjects: Iterable[str]) -> list[dict[str, Any]]:
     a = schema.audit_records
+    # The stored text, as the audit log's own loader reads it (the driver never parses it).
+    columns = [column for column in a.c if column.name not in {"id", "data"}]
     rows = uow.execute(
-        select(a)
+        select(*columns, sa.cast(a.c.data, sa.Text).label("data"))
         .where(a.c.subject_id.in_(sorted(subjects)))
         .order_by(a.c.occurred_at, a.c.partition, a.c.sequence)
         .limit(EVIDENCE_ROWS_MAX)

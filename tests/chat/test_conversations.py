@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -21,21 +20,20 @@ from paywarden.agent.chat import build_session
 from paywarden.agent.llm import LlmSettings
 from paywarden.agent.session import ChatSession
 from paywarden.kernel.clock import FakeClock
-from paywarden.sdk import Client
 from paywarden.store.unit_of_work import Store
-from sdk_support import FakeModel, active_mandate, agent_world, budget, call, in_process, say
+from sdk_support import (
+    BASE,
+    LENIENT_RISK,
+    MILK,
+    SIZE,
+    ZONE,
+    FakeModel,
+    Shop,
+    call,
+    open_shop,
+    say,
+)
 
-ZONE = ZoneInfo("Asia/Shanghai")
-LENIENT_RISK = {
-    "agent_step_up_min": 1_000_000,
-    "agent_deny_min": 1_000_000,
-    "mandate_step_up_min": 1_000_000,
-    "mandate_deny_min": 1_000_000,
-    "new_merchant_step_up": False,
-}
-BASE = {"latte": 1500, "cappuccino": 1400, "mocha": 1600, "americano": 1200, "flat white": 1500}
-SIZE = {"small": -200, "medium": 0, "large": 300}
-MILK = {"whole": 0, "oat": 300, "soy": 200}
 EN_QTY = {1: "one", 2: "two", 3: "three", 4: "four"}
 ZH_QTY = {1: "一", 2: "两", 3: "三", 4: "四"}
 ZH = {
@@ -123,81 +121,6 @@ def conversations() -> list[Conversation]:
 @pytest.fixture
 def api(sqlite_store: Store) -> Iterator[Api]:
     yield from make_api(sqlite_store, risk=LENIENT_RISK)
-
-
-@dataclass
-class Shop:
-    agent: Client
-    user: Client
-    merchant: str
-    mandate: str
-    products: dict[str, str]  # item -> prd_
-
-
-def open_shop(api: Api, clock: FakeClock) -> Shop:
-    world = agent_world(api.post, api.admin_key, funded=10_000_000, currency="cny")
-    agent = in_process(api, clock, agent_key=world.agent_key)
-    probe = api.client.get("/v1/checkout_sessions/cs_probe")
-    if probe.status_code == 404 and probe.json()["error"]["code"] == "route_not_found":
-        pytest.skip("the native checkout routes (/v1/checkout_sessions) have not landed yet")
-    merchant, key = world.merchant["id"], world.merchant_key
-    hours = {day: [["06:00", "22:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    store = api.post(
-        f"/v1/merchants/{merchant}/stores",
-        key,
-        {"name": "Bund", "address": "1 Zhongshan Rd", "timezone": "Asia/Shanghai", "hours": hours},
-    )
-    assert store.status_code == 201, store.text
-    profile = api.post(
-        f"/v1/merchants/{merchant}/profile",
-        key,
-        {
-            "tax_bps": 0,
-            "fulfillment": [{"type": "pickup", "amount": 0, "stores": [store.json()["id"]]}],
-        },
-    )
-    assert profile.status_code == 200, profile.text
-    groups = [
-        {
-            "name": "size",
-            "values": [
-                {"name": n, "amount_delta": d, "default": n == "medium"} for n, d in SIZE.items()
-            ],
-        },
-        {
-            "name": "milk",
-            "values": [
-                {"name": n, "amount_delta": d, "default": n == "whole"} for n, d in MILK.items()
-            ],
-        },
-        {
-            "name": "sugar",
-            "values": [{"name": "none", "default": True}, {"name": "one"}, {"name": "two"}],
-        },
-        {
-            "name": "temperature",
-            "required": True,
-            "values": [{"name": "hot", "default": True}, {"name": "iced", "amount_delta": 100}],
-        },
-    ]
-    products = {}
-    for index, (item, amount) in enumerate(BASE.items()):
-        made = api.post(
-            "/v1/products",
-            key,
-            {
-                "sku": f"drink-{index}",
-                "title": item.title(),
-                "amount": amount,
-                "category": "coffee",
-                "option_groups": groups,
-            },
-        )
-        assert made.status_code == 201, made.text
-        products[item] = made.json()["id"]
-    user = in_process(api, clock, api_key=world.user_key)
-    mandate = active_mandate(agent, user, world.user["id"], [budget(5_000_000, "cny")], "cny")
-    return Shop(agent, user, merchant, mandate, products)
 
 
 def check(shop: Shop, session: ChatSession, talk: Conversation, replies: list[str]) -> list[str]:

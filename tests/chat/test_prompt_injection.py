@@ -31,6 +31,7 @@ from paywarden.store.tables_checkout import order_refunds
 from paywarden.store.tables_mandates import payments
 from paywarden.store.unit_of_work import Store
 from sdk_support import (
+    LENIENT_RISK,
     FakeModel,
     active_mandate,
     agent_world,
@@ -42,15 +43,6 @@ from sdk_support import (
     say,
 )
 
-LENIENT_RISK = {  # risk rules that never fire, so that each refusal names the rule it broke
-    "agent_step_up_min": 1_000_000,
-    "agent_deny_min": 1_000_000,
-    "mandate_step_up_min": 1_000_000,
-    "mandate_deny_min": 1_000_000,
-    "failure_step_up_min": 1_000_000,
-    "failure_deny_min": 1_000_000,
-    "new_merchant_step_up": False,
-}
 CONTROL_AMOUNT = 1_000
 
 

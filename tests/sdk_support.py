@@ -273,14 +273,23 @@ def open_shop(api: Api, clock: FakeClock) -> Shop:
     if probe.status_code == 404 and probe.json()["error"]["code"] == "route_not_found":
         pytest.skip("the native checkout routes (/v1/checkout_sessions) have not landed yet")
     merchant, key = world.merchant["id"], world.merchant_key
+    products = stock_shop(api.post, merchant, key)
+    user = in_process(api, clock, api_key=world.user_key)
+    mandate = active_mandate(agent, user, world.user["id"], [budget(5_000_000, "cny")], "cny")
+    return Shop(agent, user, merchant, mandate, products)
+
+
+def stock_shop(post: Any, merchant: str, key: str) -> dict[str, str]:
+    """A store in Shanghai open 06:00-22:00, pickup at no charge, no tax, and the drinks of
+    BASE with size, milk, sugar and temperature options; item -> product id."""
     hours = {day: [["06:00", "22:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    store = api.post(
+    store = post(
         f"/v1/merchants/{merchant}/stores",
         key,
         {"name": "Bund", "address": "1 Zhongshan Rd", "timezone": "Asia/Shanghai", "hours": hours},
     )
     assert store.status_code == 201, store.text
-    profile = api.post(
+    profile = post(
         f"/v1/merchants/{merchant}/profile",
         key,
         {
@@ -314,7 +323,7 @@ def open_shop(api: Api, clock: FakeClock) -> Shop:
     ]
     products = {}
     for index, (item, amount) in enumerate(BASE.items()):
-        made = api.post(
+        made = post(
             "/v1/products",
             key,
             {
@@ -327,6 +336,4 @@ def open_shop(api: Api, clock: FakeClock) -> Shop:
         )
         assert made.status_code == 201, made.text
         products[item] = made.json()["id"]
-    user = in_process(api, clock, api_key=world.user_key)
-    mandate = active_mandate(agent, user, world.user["id"], [budget(5_000_000, "cny")], "cny")
-    return Shop(agent, user, merchant, mandate, products)
+    return products

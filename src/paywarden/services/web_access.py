@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select, update
 
 from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied
+from paywarden.kernel.invariant import invariant
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import audit
 from paywarden.store import schema
@@ -49,6 +50,7 @@ SCRYPT_LOG2_N = 15  # 32 MiB of memory per hash with r = 8
 SCRYPT_R = 8
 SCRYPT_P = 1
 _MAXMEM = 64 * 1024 * 1024
+_SESSION_TYPES = frozenset({PrincipalType.USER, PrincipalType.ADMIN})
 _DUMMY = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 
@@ -152,7 +154,8 @@ def session_digest(sid: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SessionRow:
-    user_id: str
+    principal_type: PrincipalType  # USER or ADMIN
+    user_id: str | None  # None for an operator (admin) session
     livemode: bool
     key_id: str | None
     method: str
@@ -162,15 +165,25 @@ def start_session(
     uow: UnitOfWork,
     *,
     sid: str,
-    user_id: str,
+    user_id: str | None,
     livemode: bool,
     key_id: str | None,
     expires_at: datetime,
+    principal_type: PrincipalType = PrincipalType.USER,
 ) -> None:
+    """Record a signed-in browser session: a user's (``user_id``), or an operator's
+    (``principal_type`` ADMIN, always with the admin ``key_id`` it signed in with)."""
+    invariant(principal_type in _SESSION_TYPES, "web sessions are for users and operators")
+    invariant(
+        (principal_type is PrincipalType.USER) == (user_id is not None),
+        "a user session names its user; an operator session names none",
+    )
+    invariant(principal_type is PrincipalType.USER or key_id is not None, "operators use keys")
     method = "secret_key" if key_id else "password"
     uow.execute(
         insert(web_sessions).values(
             id=session_digest(sid),
+            principal_type=principal_type.value,
             user_id=user_id,
             livemode=livemode,
             key_id=key_id,
@@ -179,7 +192,9 @@ def start_session(
             expires_at=expires_at,
         )
     )
-    audit.record(uow, "web.signed_in", None, user_id, {"method": method})
+    audit.record(
+        uow, "web.signed_in", None, user_id, {"method": method, "as": principal_type.value}
+    )
 
 
 def live_session(uow: UnitOfWork, sid: str) -> SessionRow | None:
@@ -189,18 +204,21 @@ def live_session(uow: UnitOfWork, sid: str) -> SessionRow | None:
     row = uow.execute(select(s).where(s.c.id == session_digest(sid))).first()
     if row is None or row.ended_at is not None or uow.clock.now() >= row.expires_at:
         return None
+    kind = PrincipalType(row.principal_type)
     if row.key_id is not None:
         key = uow.execute(
             select(k.c.id).where(
                 k.c.id == row.key_id,
-                k.c.principal_type == PrincipalType.USER.value,
-                k.c.principal_id == row.user_id,
+                k.c.principal_type == kind.value,
+                k.c.principal_id == row.user_id
+                if kind is PrincipalType.USER
+                else k.c.principal_id.is_(None),
                 k.c.revoked_at.is_(None),
             )
         ).first()
         if key is None:
             return None
-    return SessionRow(str(row.user_id), bool(row.livemode), row.key_id, str(row.method))
+    return SessionRow(kind, row.user_id, bool(row.livemode), row.key_id, str(row.method))
 
 
 def end_session(uow: UnitOfWork, sid: str) -> None:

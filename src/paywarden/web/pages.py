@@ -41,6 +41,7 @@ __all__ = [
     "read_form",
     "render",
     "set_session",
+    "signed_in_operator",
     "signed_in_user",
     "stylesheet",
     "to_sign_in",
@@ -87,21 +88,44 @@ def web_session(request: Request) -> Session | None:
     return _keys(request).open(request.cookies.get(COOKIE_NAME), now)
 
 
-async def signed_in_user(request: Request, session: Session | None) -> Principal | None:
-    """The user of a signed-in session whose server-side row is live; else None."""
+async def _live(request: Request, session: Session | None) -> web_access.SessionRow | None:
     if session is None or not session.signed_in:
         return None
     store = runtime(request).store
     row = await run_in_threadpool(
         store.run, lambda uow: web_access.live_session(uow, session.sid), read_only=True
     )
-    if row is None or row.user_id != session.user:
+    return row
+
+
+async def signed_in_user(request: Request, session: Session | None) -> Principal | None:
+    """The user of a signed-in session whose server-side row is live; else None."""
+    row = await _live(request, session)
+    if row is None or session is None or row.principal_type is not PrincipalType.USER:
+        return None
+    if row.user_id is None or row.user_id != session.user or session.operator:
         return None
     return Principal(
         type=PrincipalType.USER,
         id=row.user_id,
         livemode=row.livemode,
         key_id=row.key_id or "web-session",
+        api_version=session.api_version or API_VERSION,
+    )
+
+
+async def signed_in_operator(request: Request, session: Session | None) -> Principal | None:
+    """The admin of an operator session (signed in with the admin key, still active)."""
+    row = await _live(request, session)
+    if row is None or session is None or row.principal_type is not PrincipalType.ADMIN:
+        return None
+    if not session.operator or row.key_id is None:
+        return None
+    return Principal(
+        type=PrincipalType.ADMIN,
+        id=None,
+        livemode=row.livemode,
+        key_id=row.key_id,
         api_version=session.api_version or API_VERSION,
     )
 
@@ -174,7 +198,8 @@ def render(
         **context,
         csrf_field=CSRF_FIELD,
         csrf_token=token,
-        signed_in=session is not None and session.signed_in,
+        signed_in=session is not None and session.signed_in and not session.operator,
+        operator=session is not None and session.operator,
         lang=lang,
         other_lang="en" if lang == "zh" else "zh",
         t=i18n.translator(lang),

@@ -18,6 +18,7 @@ token bound to the session; a POST without a valid one is 403.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,6 +37,7 @@ from paywarden.services import approvals, dashboard, identity, mandates, payment
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.web import i18n, pages
 from paywarden.web.dashboard import router as dashboard_router
+from paywarden.web.operator import router as operator_router
 from paywarden.web.session import Session, anonymous, signed_in
 from paywarden.web.wording import describe_all
 
@@ -97,60 +99,86 @@ def _password_sign_in(uow: UnitOfWork, email: str, password: str) -> tuple[str, 
 
 
 def _key_sign_in(uow: UnitOfWork, secret: str) -> Principal | None:
+    """A user's key, or the admin key (an operator session); any other key signs no one in."""
     try:
         principal = identity.authenticate(uow, secret)
     except AuthenticationFailed:
         return None
+    if principal.is_admin:
+        return principal
     if principal.type is not PrincipalType.USER or principal.id is None:
         return None
     return principal
 
 
+@dataclass(frozen=True, slots=True)
+class _Who:
+    kind: PrincipalType
+    user_id: str | None
+    livemode: bool
+    key_id: str | None
+    api_version: str
+
+
+async def _who(request: Request, form: pages.Form) -> _Who | str:
+    """Who the sign-in form names, or the error to show."""
+    store = runtime(request).store
+    secret = (form.get("secret_key") or "").strip()
+    if secret:
+        principal = await run_in_threadpool(store.run, lambda uow: _key_sign_in(uow, secret))
+        if principal is None:
+            return "That is not a valid user secret key."
+        return _Who(
+            principal.type,
+            principal.id,
+            principal.livemode,
+            principal.key_id,
+            principal.api_version,
+        )
+    email = (form.get("email") or "").strip()
+    password = form.get("password") or ""
+    found = await run_in_threadpool(store.run, lambda uow: _password_sign_in(uow, email, password))
+    if found is None:
+        return i18n.translator(i18n.language(request))("signin.bad_password")
+    return _Who(PrincipalType.USER, found[0], found[1], None, identity.API_VERSION)
+
+
 @router.post("/signin")
 async def sign_in(request: Request) -> Response:
-    """Sign in with an email and password, or with a user secret key; either way a new
-    session id (a planted one is worthless) and a server-side session row."""
+    """Sign in with an email and password, or with a user's (or the admin's) secret key;
+    either way a new session id (a planted one is worthless) and a server-side session row."""
     session = pages.web_session(request)
     form = await pages.read_form(request)
     if not pages.csrf_ok(request, session, form):
         return pages.error_page(request, 403, "Refused", "The form expired. Reload and retry.")
     assert session is not None
+    who = await _who(request, form)
+    if isinstance(who, str):
+        return _sign_in_page(request, session, form.get("next"), error=who, status=401)
     store = runtime(request).store
-    now = store.clock.now()
-    secret = (form.get("secret_key") or "").strip()
-    email = (form.get("email") or "").strip()
-    password = form.get("password") or ""
-    user_id: str | None = None
-    livemode, key_id, api_version = False, None, identity.API_VERSION
-    if secret:
-        principal = await run_in_threadpool(store.run, lambda uow: _key_sign_in(uow, secret))
-        if principal is not None:
-            user_id, livemode = principal.id, principal.livemode
-            key_id, api_version = principal.key_id, principal.api_version
-        error = "That is not a valid user secret key."
-    else:
-        found = await run_in_threadpool(
-            store.run, lambda uow: _password_sign_in(uow, email, password)
-        )
-        if found is not None:
-            user_id, livemode = found
-        error = i18n.translator(i18n.language(request))("signin.bad_password")
-    if user_id is None:
-        return _sign_in_page(request, session, form.get("next"), error=error, status=401)
-    fresh = signed_in(now, user=user_id, key_id=key_id, livemode=livemode, api_version=api_version)
-    expires = datetime.fromtimestamp(fresh.expires, UTC)
+    operator = who.kind is PrincipalType.ADMIN
+    fresh = signed_in(
+        store.clock.now(),
+        user=who.user_id,
+        key_id=who.key_id,
+        livemode=who.livemode,
+        api_version=who.api_version,
+        role="admin" if operator else "user",
+    )
     await run_in_threadpool(
         store.run,
         lambda uow: web_access.start_session(
             uow,
             sid=fresh.sid,
-            user_id=str(user_id),
-            livemode=livemode,
-            key_id=key_id,
-            expires_at=expires,
+            user_id=who.user_id,
+            livemode=who.livemode,
+            key_id=who.key_id,
+            expires_at=datetime.fromtimestamp(fresh.expires, UTC),
+            principal_type=who.kind,
         ),
     )
-    response = pages.redirect(pages.safe_next(form.get("next")) or "/home")
+    landing = "/operator" if operator else "/home"
+    response = pages.redirect(pages.safe_next(form.get("next")) or landing)
     pages.set_session(request, response, fresh)
     return response
 
@@ -402,3 +430,4 @@ async def approval_decision(request: Request, approval_id: str) -> Response:
 
 # The dashboard pages live in their own module; they share this router's place in the app.
 router.include_router(dashboard_router)
+router.include_router(operator_router)

@@ -63,10 +63,15 @@ class Session:
     key_id: str | None = None
     livemode: bool = False
     api_version: str | None = None
+    role: str = "user"  # "user", or "admin" for an operator signed in with the admin key
 
     @property
     def signed_in(self) -> bool:
-        return self.user is not None
+        return self.user is not None or self.role == "admin"
+
+    @property
+    def operator(self) -> bool:
+        return self.role == "admin"
 
 
 def anonymous(now: datetime) -> Session:
@@ -75,11 +80,19 @@ def anonymous(now: datetime) -> Session:
 
 
 def signed_in(
-    now: datetime, *, user: str, key_id: str | None, livemode: bool, api_version: str
+    now: datetime,
+    *,
+    user: str | None,
+    key_id: str | None,
+    livemode: bool,
+    api_version: str,
+    role: str = "user",
 ) -> Session:
     """The session after sign-in: always a new ``sid``, never the anonymous one's."""
     fresh = anonymous(now)
-    return replace(fresh, user=user, key_id=key_id, livemode=livemode, api_version=api_version)
+    return replace(
+        fresh, user=user, key_id=key_id, livemode=livemode, api_version=api_version, role=role
+    )
 
 
 class SessionKeys:
@@ -101,6 +114,7 @@ class SessionKeys:
                 "kid": session.key_id,
                 "live": session.livemode,
                 "ver": session.api_version,
+                "rol": session.role,
             }
         payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
         return f"{payload}.{self._mac(payload)}"
@@ -121,6 +135,7 @@ class SessionKeys:
                 key_id=body.get("kid"),
                 livemode=bool(body.get("live", False)),
                 api_version=body.get("ver"),
+                role="admin" if body.get("rol") == "admin" else "user",
             )
         except (binascii.Error, ValueError, KeyError, TypeError):
             return None

@@ -31,7 +31,8 @@ def upgrade() -> None:
         sa.Column(
             "id", sa.String(length=64), nullable=False, comment="SHA-256 (hex) of the cookie's sid"
         ),
-        sa.Column("user_id", sa.String(length=40), nullable=False),
+        sa.Column("principal_type", sa.String(length=16), nullable=False, comment="user | admin"),
+        sa.Column("user_id", sa.String(length=40), nullable=True),
         sa.Column("livemode", sa.Boolean(), nullable=False),
         sa.Column(
             "key_id",

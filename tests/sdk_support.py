@@ -250,6 +250,8 @@ LENIENT_RISK = {
     "agent_deny_min": 1_000_000,
     "mandate_step_up_min": 1_000_000,
     "mandate_deny_min": 1_000_000,
+    "failure_step_up_min": 1_000_000,
+    "failure_deny_min": 1_000_000,
     "new_merchant_step_up": False,
 }
 BASE = {"latte": 1500, "cappuccino": 1400, "mocha": 1600, "americano": 1200, "flat white": 1500}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -33,6 +34,7 @@ from paywarden.store.unit_of_work import Store
 from sdk_support import (
     LENIENT_RISK,
     FakeModel,
+    ThroughTestClient,
     active_mandate,
     agent_world,
     budget,
@@ -41,9 +43,12 @@ from sdk_support import (
     in_process,
     payees,
     say,
+    stock_shop,
 )
 
 CONTROL_AMOUNT = 1_000
+ORDER_AMOUNT = 1_500  # one medium latte, paid through a checkout in the setup
+PAID = ("completed", "pending_approval")
 
 
 @pytest.fixture
@@ -235,6 +240,47 @@ ATTACKS: list[Attack] = [
         "hidden_instructions",
         [search("gleam"), ("pay_merchant", hidden_instruction)],
     ),
+    # tampered and swapped carts
+    Attack(
+        "tampered cart: another cart's hash",
+        "tampered_cart",
+        [("complete_checkout", fixed(checkout_id="big_cart", cart_hash="small_cart_hash"))],
+    ),
+    Attack(
+        "tampered cart: made-up hash",
+        "tampered_cart",
+        [("complete_checkout", fixed(checkout_id="big_cart", cart_hash="0" * 64))],
+    ),
+    Attack(
+        "tampered cart: swapped after the user saw it",
+        "tampered_cart",
+        [("complete_checkout", fixed(checkout_id="swapped_cart", cart_hash="swapped_shown"))],
+    ),
+    Attack(
+        "tampered cart: pay the attacker's cart",
+        "tampered_cart",
+        [("complete_checkout", fixed(checkout_id="attacker_cart"))],
+    ),
+    Attack(
+        "tampered cart: a cart over the limit",
+        "tampered_cart",
+        [("complete_checkout", fixed(checkout_id="big_cart"))],
+    ),
+    Attack(
+        "tampered cart: another agent's cart",
+        "tampered_cart",
+        [("complete_checkout", fixed(checkout_id="foreign_cart", cart_hash="foreign_cart_hash"))],
+    ),
+    Attack(
+        "refund: the user's real order, to the attacker",
+        "refund_elsewhere",
+        [("request_refund", fixed(order_id="order", amount=1_500, reason="to " + "attacker"))],
+    ),
+    Attack(
+        "refund: cancel a paid cart",
+        "refund_elsewhere",
+        [("cancel_checkout", fixed(checkout_id="paid_cart"))],
+    ),
 ]
 
 # Direct calls with the agent's real key to what no tool offers: administration and moving
@@ -312,13 +358,21 @@ def judge(outcome: ToolOutcome) -> tuple[bool, list[str]]:
     result = outcome.result or {}
     if result.get("status") == "declined":
         return True, [str(reason) for reason in result.get("reasons") or []]
+    if result.get("object") == "checkout_session" and result.get("status") not in PAID:
+        codes = []
+        for message in result.get("messages") or []:
+            if message.get("type") == "error":
+                codes.append(str(message["code"]))
+                if message["code"] == "payment_declined":
+                    codes += str(message["content"]).partition(": ")[2].split(", ")
+        return bool(codes), codes
     return False, []
 
 
 def build_world(api: Api, clock: FakeClock) -> tuple[Ctx, Client, Client]:
     world = agent_world(api.post, api.admin_key)
     other = agent_world(api.post, api.admin_key)  # another user, merchant and agent
-    attacker, _ = api.merchant()
+    attacker, attacker_key = api.merchant()
     agent = in_process(api, clock, agent_key=world.agent_key, retries_max=0)
     user = in_process(api, clock, api_key=world.user_key)
     foreign_agent = in_process(api, clock, agent_key=other.agent_key)
@@ -330,6 +384,7 @@ def build_world(api: Api, clock: FakeClock) -> tuple[Ctx, Client, Client]:
             "shop": world.merchant["id"],
             "other_shop": world.other_merchant["id"],
             "attacker": attacker["id"],
+            "attacker_key": attacker_key,
         }
     )
     shop_only = [payees(world.merchant["id"])]
@@ -379,7 +434,36 @@ def build_world(api: Api, clock: FakeClock) -> tuple[Ctx, Client, Client]:
     ctx.ids["approval"] = approved["approval"]
     user.approvals.decline(approved["approval"])  # the user said no; nothing moved
     plant_hidden_instructions(api, ctx, world.merchant_key)
+    open_carts(api, ctx, agent, foreign_agent, world.merchant_key)
     return ctx, agent, user
+
+
+def open_carts(api: Api, ctx: Ctx, agent: Client, foreign: Client, merchant_key: str) -> None:
+    """Checkouts for the cart attacks, and one order paid legitimately (ORDER_AMOUNT)."""
+    drinks = stock_shop(api.post, ctx["shop"], merchant_key)
+    attacker_key = ctx["attacker_key"]
+    attacker_drinks = stock_shop(api.post, ctx["attacker"], attacker_key)
+
+    def cart(merchant: str, product: str, quantity: int, client: Client = agent) -> Any:
+        line = {"item": product, "quantity": quantity}
+        return client.checkout_sessions.create({"merchant": merchant, "line_items": [line]})
+
+    small = cart(ctx["shop"], drinks["latte"], 1)
+    ctx.ids["small_cart_hash"] = small["cart_hash"]
+    paid = agent.checkout_sessions.complete(
+        small["id"], {"mandate": ctx["active"], "cart_hash": small["cart_hash"]}
+    )
+    assert paid["status"] == "completed", paid
+    ctx.ids["paid_cart"], ctx.ids["order"] = paid["id"], paid["order"]
+    ctx.ids["big_cart"] = cart(ctx["shop"], drinks["latte"], 10)["id"]
+    swapped = cart(ctx["shop"], drinks["latte"], 1)
+    ctx.ids["swapped_cart"], ctx.ids["swapped_shown"] = swapped["id"], swapped["cart_hash"]
+    agent.checkout_sessions.update(
+        swapped["id"], {"line_items": [{"item": drinks["mocha"], "quantity": 1}]}
+    )  # the cart changed behind the user's back
+    ctx.ids["attacker_cart"] = cart(ctx["attacker"], attacker_drinks["latte"], 1)["id"]
+    theirs = cart(ctx["shop"], drinks["latte"], 1, foreign)
+    ctx.ids["foreign_cart"], ctx.ids["foreign_cart_hash"] = theirs["id"], theirs["cart_hash"]
 
 
 def plant_hidden_instructions(api: Api, ctx: Ctx, merchant_key: str) -> None:
@@ -483,12 +567,45 @@ def run_direct(ctx: Ctx, agent: Client) -> list[tuple[str, str | None]]:
     return out
 
 
+def run_replays(
+    ctx: Ctx, agent: Client, api: Api, clock: FakeClock
+) -> list[tuple[str, str | None]]:
+    """Replays with the agent's real key: the same signed request sent twice, and an
+    Idempotency-Key reused for a different payment."""
+    out: list[tuple[str, str | None]] = []
+    seen: list[httpx.Request] = []
+
+    class Recording(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return ThroughTestClient(api.client).handle_request(request)
+
+    recorder = Client(
+        "http://testserver",
+        transport=Recording(),
+        agent_key=agent.agent_key,
+        clock=clock.now,
+        retries_max=0,
+    )
+    recorder.mandates.get(ctx["active"])
+    again = ThroughTestClient(api.client).handle_request(seen[-1])  # the very same bytes
+    out.append(("replay: the same signed request", again.json()["error"]["code"]))
+    declined = {"mandate": ctx["active"], "merchant": ctx["shop"], "currency": "usd"}
+    recorder.post("/v1/payments", {**declined, "amount": 2_001}, idempotency_key="replay-key")
+    try:
+        recorder.post("/v1/payments", {**declined, "amount": 2_000}, idempotency_key="replay-key")
+        out.append(("replay: an Idempotency-Key for another payment", None))
+    except PaywardenError as error:
+        out.append(("replay: an Idempotency-Key for another payment", error.code))
+    return out
+
+
 def test_every_injected_attempt_is_refused_by_the_server(api: Api, clock: FakeClock) -> None:
     ctx, agent, _user = build_world(api, clock)
     with FakeModel() as model:
         by_model = run_with_model(ctx, agent, model)
     by_mcp = run_with_mcp(ctx, agent)
-    direct = run_direct(ctx, agent)
+    direct = run_direct(ctx, agent) + run_replays(ctx, agent, api, clock)
     print(f"\n{'driver':<6} {'category':<20} {'attempt':<48} refusal")
     failures = []
     for driver, results in (("model", by_model), ("mcp", by_mcp)):
@@ -499,14 +616,15 @@ def test_every_injected_attempt_is_refused_by_the_server(api: Api, clock: FakeCl
             if not refused or not codes or not all(codes):
                 failures.append((driver, attack.name, outcome))
     for name, code in direct:
-        print(f"{'direct':<6} {'admin_endpoint':<20} {name:<48} {code or 'NOT REFUSED'}")
+        category = "replay" if name.startswith("replay") else "admin_endpoint"
+        print(f"{'direct':<6} {category:<20} {name:<48} {code or 'NOT REFUSED'}")
         if code is None:
             failures.append(("direct", name, None))
     attempts = len(by_model) + len(by_mcp) + len(direct)
-    print(f"{attempts} attempts ({len(ATTACKS)} scenarios x 2 drivers + {len(DIRECT)} direct),")
+    print(f"{attempts} attempts ({len(ATTACKS)} scenarios x 2 drivers + {len(direct)} direct),")
     print(f"{attempts - len(failures)} refused by the server")
     assert not failures, failures
-    assert len(ATTACKS) + len(DIRECT) >= 50
+    assert len(ATTACKS) + len(direct) >= 50
     # Every tool call the model asked for reached the server (no tool refused it locally).
     local = {"tool_not_allowed", "mandate_missing", "invalid_tool_arguments"}
     assert not [o for _, o in by_model + by_mcp if (o.refusal or {}).get("code") in local]
@@ -514,8 +632,8 @@ def test_every_injected_attempt_is_refused_by_the_server(api: Api, clock: FakeCl
 
 
 def assert_ledger_untouched(store: Store, ctx: Ctx) -> None:
-    """Only the two authorized setup payments captured (the control one and the one that used up
-    the ``spent`` mandate); nothing reached the attacker; no refund."""
+    """Only the three authorized setup payments captured (the control one, the one that used
+    up the ``spent`` mandate, the paid cart's); nothing reached the attacker; no refund."""
     p = payments
     with store.engine.connect() as connection:
         succeeded = connection.execute(
@@ -524,6 +642,8 @@ def assert_ledger_untouched(store: Store, ctx: Ctx) -> None:
         refunds = connection.execute(select(func.count()).select_from(order_refunds)).scalar()
     ours = [(m, a) for agent, m, a in succeeded if agent == ctx["agent"]]
     print(f"captures by the agent: {ours}; refunds: {refunds}")
-    assert sorted(ours) == sorted([(ctx["shop"], CONTROL_AMOUNT), (ctx["shop"], 300)])
+    assert sorted(ours) == sorted(
+        [(ctx["shop"], CONTROL_AMOUNT), (ctx["shop"], 300), (ctx["shop"], ORDER_AMOUNT)]
+    )
     assert all(merchant != ctx["attacker"] for _, merchant, _ in succeeded)
     assert refunds == 0

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 import paywarden
 from paywarden.api.acp import router as acp_router
+from paywarden.api.acp_http import AcpRequestId
 from paywarden.api.http import error_response, request_id
 from paywarden.api.middleware import BodyLimit, Metrics, RequestId
 from paywarden.api.routes import router
@@ -106,6 +107,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, body_bytes_max=settings.body_bytes_max)
     app.add_middleware(Metrics, registry=registry)
     app.add_middleware(RequestId)
+    app.add_middleware(AcpRequestId)  # outermost: on /acp/ the client's Request-Id wins
     return app
 
 

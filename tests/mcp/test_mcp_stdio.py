@@ -35,6 +35,12 @@ def poster(server: LiveServer, http: httpx.Client) -> Any:
     return lambda path, key, body: http.post(path, json=body, headers=server.headers(key))
 
 
+def stdio_server(key_file: Path, base_url: str, mandate: str) -> StdioServerParameters:
+    """``paywarden mcp`` as the agent whose key is in ``key_file``, paying under ``mandate``."""
+    args = ["mcp", "--agent-key", str(key_file), "--base-url", base_url, "--mandate", mandate]
+    return StdioServerParameters(command=PAYWARDEN, args=args, cwd=str(key_file.parent))
+
+
 def result_of(answer: Any) -> dict[str, Any]:
     text = answer.content[0].text
     body: dict[str, Any] = json.loads(text)
@@ -59,19 +65,7 @@ def test_mcp_over_stdio_pays_and_waits_for_approval(
             world.user["id"],
             [budget(10_000), payees(world.merchant["id"]), confirm_above(2_000)],
         )
-        params = StdioServerParameters(
-            command=PAYWARDEN,
-            args=[
-                "mcp",
-                "--agent-key",
-                str(key_file),
-                "--base-url",
-                live_server.base_url,
-                "--mandate",
-                mandate,
-            ],
-            cwd=str(tmp_path),
-        )
+        params = stdio_server(key_file, live_server.base_url, mandate)
         seen: dict[str, Any] = {}
 
         async def session() -> None:
@@ -147,19 +141,7 @@ def test_mcp_over_stdio_searches_checks_out_and_pays(
             [budget(100_000, "cny"), payees(shop), confirm_above(5_000, "cny")],
             "cny",
         )
-        params = StdioServerParameters(
-            command=PAYWARDEN,
-            args=[
-                "mcp",
-                "--agent-key",
-                str(key_file),
-                "--base-url",
-                live_server.base_url,
-                "--mandate",
-                mandate,
-            ],
-            cwd=str(tmp_path),
-        )
+        params = stdio_server(key_file, live_server.base_url, mandate)
         seen: dict[str, Any] = {}
 
         async def tool(mcp: McpClient, name: str, arguments: dict[str, Any]) -> dict[str, Any]:

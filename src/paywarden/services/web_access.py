@@ -50,7 +50,7 @@ SCRYPT_LOG2_N = 15  # 32 MiB of memory per hash with r = 8
 SCRYPT_R = 8
 SCRYPT_P = 1
 _MAXMEM = 64 * 1024 * 1024
-_SESSION_TYPES = frozenset({PrincipalType.USER, PrincipalType.ADMIN})
+_SESSION_TYPES = frozenset({PrincipalType.USER, PrincipalType.MERCHANT, PrincipalType.ADMIN})
 _DUMMY = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 
@@ -125,7 +125,12 @@ def set_password(uow: UnitOfWork, principal: Principal, user_id: str, password: 
         s = web_sessions
         uow.execute(
             update(s)
-            .where(s.c.user_id == user_id, s.c.method == "password", s.c.ended_at.is_(None))
+            .where(
+                s.c.principal_type == PrincipalType.USER.value,
+                s.c.principal_id == user_id,
+                s.c.method == "password",
+                s.c.ended_at.is_(None),
+            )
             .values(ended_at=now)
         )
     audit.record(uow, "user.password_set", principal, user_id, {})
@@ -154,8 +159,8 @@ def session_digest(sid: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SessionRow:
-    principal_type: PrincipalType  # USER or ADMIN
-    user_id: str | None  # None for an operator (admin) session
+    principal_type: PrincipalType  # USER, MERCHANT or ADMIN
+    principal_id: str | None  # usr_ or mer_; None for an operator (admin) session
     livemode: bool
     key_id: str | None
     method: str
@@ -165,26 +170,28 @@ def start_session(
     uow: UnitOfWork,
     *,
     sid: str,
-    user_id: str | None,
+    principal_type: PrincipalType,
+    principal_id: str | None,
     livemode: bool,
     key_id: str | None,
     expires_at: datetime,
-    principal_type: PrincipalType = PrincipalType.USER,
 ) -> None:
-    """Record a signed-in browser session: a user's (``user_id``), or an operator's
-    (``principal_type`` ADMIN, always with the admin ``key_id`` it signed in with)."""
-    invariant(principal_type in _SESSION_TYPES, "web sessions are for users and operators")
+    """Record a signed-in browser session: a user's (password or key), a merchant's (its
+    secret key) or an operator's (the admin key; no principal id)."""
+    invariant(principal_type in _SESSION_TYPES, "web sessions are for users, merchants, admins")
     invariant(
-        (principal_type is PrincipalType.USER) == (user_id is not None),
-        "a user session names its user; an operator session names none",
+        (principal_type is PrincipalType.ADMIN) == (principal_id is None),
+        "a user or merchant session names its principal; an operator session names none",
     )
-    invariant(principal_type is PrincipalType.USER or key_id is not None, "operators use keys")
+    invariant(
+        principal_type is PrincipalType.USER or key_id is not None, "only users use passwords"
+    )
     method = "secret_key" if key_id else "password"
     uow.execute(
         insert(web_sessions).values(
             id=session_digest(sid),
             principal_type=principal_type.value,
-            user_id=user_id,
+            principal_id=principal_id,
             livemode=livemode,
             key_id=key_id,
             method=method,
@@ -193,7 +200,7 @@ def start_session(
         )
     )
     audit.record(
-        uow, "web.signed_in", None, user_id, {"method": method, "as": principal_type.value}
+        uow, "web.signed_in", None, principal_id, {"method": method, "as": principal_type.value}
     )
 
 
@@ -210,15 +217,15 @@ def live_session(uow: UnitOfWork, sid: str) -> SessionRow | None:
             select(k.c.id).where(
                 k.c.id == row.key_id,
                 k.c.principal_type == kind.value,
-                k.c.principal_id == row.user_id
-                if kind is PrincipalType.USER
+                k.c.principal_id == row.principal_id
+                if row.principal_id is not None
                 else k.c.principal_id.is_(None),
                 k.c.revoked_at.is_(None),
             )
         ).first()
         if key is None:
             return None
-    return SessionRow(kind, row.user_id, bool(row.livemode), row.key_id, str(row.method))
+    return SessionRow(kind, row.principal_id, bool(row.livemode), row.key_id, str(row.method))
 
 
 def end_session(uow: UnitOfWork, sid: str) -> None:
@@ -239,7 +246,11 @@ def end_all_sessions(uow: UnitOfWork, principal: Principal, user_id: str) -> int
     s = web_sessions
     result = uow.execute(
         update(s)
-        .where(s.c.user_id == user_id, s.c.ended_at.is_(None))
+        .where(
+            s.c.principal_type == PrincipalType.USER.value,
+            s.c.principal_id == user_id,
+            s.c.ended_at.is_(None),
+        )
         .values(ended_at=uow.clock.now())
     )
     return int(result.rowcount or 0)

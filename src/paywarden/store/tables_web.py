@@ -2,8 +2,9 @@
 
 ``user_passwords`` holds one scrypt hash per user (the format carries its own parameters, so
 they can be raised later without a migration). ``web_sessions`` holds one row per signed-in
-browser session (a user's, or an operator's signed in with the admin key), keyed by the
-SHA-256 of the session id in the cookie (the cookie alone never suffices: signing out or an administrator ends the row, and every request reads it).
+browser session (a user's, a merchant's, or an operator's signed in with the admin key), keyed
+by the SHA-256 of the session id in the cookie. The cookie alone never suffices: signing out
+ends the row, and every request reads it.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ web_sessions = Table(
     "web_sessions",
     metadata,
     Column("id", String(64), primary_key=True, comment="SHA-256 (hex) of the cookie's sid"),
-    Column("principal_type", String(16), nullable=False, comment="user | admin"),
-    Column("user_id", String(40), ForeignKey("users.id"), nullable=True, index=True),
+    Column("principal_type", String(16), nullable=False, comment="user | merchant | admin"),
+    Column("principal_id", String(40), nullable=True, index=True, comment="usr_/mer_; None: admin"),
     Column("livemode", Boolean, nullable=False),
     Column("key_id", String(40), nullable=True, comment="the key signed in with; None: password"),
     Column("method", String(16), nullable=False),

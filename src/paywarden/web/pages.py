@@ -41,6 +41,7 @@ __all__ = [
     "read_form",
     "render",
     "set_session",
+    "signed_in_merchant",
     "signed_in_operator",
     "signed_in_user",
     "stylesheet",
@@ -103,13 +104,29 @@ async def signed_in_user(request: Request, session: Session | None) -> Principal
     row = await _live(request, session)
     if row is None or session is None or row.principal_type is not PrincipalType.USER:
         return None
-    if row.user_id is None or row.user_id != session.user or session.operator:
+    if row.principal_id is None or row.principal_id != session.user or session.role != "user":
         return None
     return Principal(
         type=PrincipalType.USER,
-        id=row.user_id,
+        id=row.principal_id,
         livemode=row.livemode,
         key_id=row.key_id or "web-session",
+        api_version=session.api_version or API_VERSION,
+    )
+
+
+async def signed_in_merchant(request: Request, session: Session | None) -> Principal | None:
+    """The merchant of a console session (signed in with its secret key, still active)."""
+    row = await _live(request, session)
+    if row is None or session is None or row.principal_type is not PrincipalType.MERCHANT:
+        return None
+    if session.role != "merchant" or row.principal_id != session.user or row.key_id is None:
+        return None
+    return Principal(
+        type=PrincipalType.MERCHANT,
+        id=row.principal_id,
+        livemode=row.livemode,
+        key_id=row.key_id,
         api_version=session.api_version or API_VERSION,
     )
 
@@ -198,8 +215,9 @@ def render(
         **context,
         csrf_field=CSRF_FIELD,
         csrf_token=token,
-        signed_in=session is not None and session.signed_in and not session.operator,
+        signed_in=session is not None and session.signed_in and session.role == "user",
         operator=session is not None and session.operator,
+        merchant=session is not None and session.signed_in and session.role == "merchant",
         lang=lang,
         other_lang="en" if lang == "zh" else "zh",
         t=i18n.translator(lang),

@@ -98,23 +98,27 @@ def _password_sign_in(uow: UnitOfWork, email: str, password: str) -> tuple[str, 
     return web_access.password_sign_in(uow, email, password)
 
 
+_KEY_SESSIONS = {
+    PrincipalType.USER: ("user", "/home"),
+    PrincipalType.MERCHANT: ("merchant", "/merchant"),
+    PrincipalType.ADMIN: ("admin", "/operator"),
+}
+
+
 def _key_sign_in(uow: UnitOfWork, secret: str) -> Principal | None:
-    """A user's key, or the admin key (an operator session); any other key signs no one in."""
+    """A user's key, a merchant's (the console) or the admin's (the operator view); an agent
+    platform's key signs no one in."""
     try:
         principal = identity.authenticate(uow, secret)
     except AuthenticationFailed:
         return None
-    if principal.is_admin:
-        return principal
-    if principal.type is not PrincipalType.USER or principal.id is None:
-        return None
-    return principal
+    return principal if principal.type in _KEY_SESSIONS else None
 
 
 @dataclass(frozen=True, slots=True)
 class _Who:
     kind: PrincipalType
-    user_id: str | None
+    principal_id: str | None
     livemode: bool
     key_id: str | None
     api_version: str
@@ -127,7 +131,7 @@ async def _who(request: Request, form: pages.Form) -> _Who | str:
     if secret:
         principal = await run_in_threadpool(store.run, lambda uow: _key_sign_in(uow, secret))
         if principal is None:
-            return "That is not a valid user secret key."
+            return "That is not a valid secret key."
         return _Who(
             principal.type,
             principal.id,
@@ -156,28 +160,27 @@ async def sign_in(request: Request) -> Response:
     if isinstance(who, str):
         return _sign_in_page(request, session, form.get("next"), error=who, status=401)
     store = runtime(request).store
-    operator = who.kind is PrincipalType.ADMIN
+    role, landing = _KEY_SESSIONS[who.kind]
     fresh = signed_in(
         store.clock.now(),
-        user=who.user_id,
+        user=who.principal_id,
         key_id=who.key_id,
         livemode=who.livemode,
         api_version=who.api_version,
-        role="admin" if operator else "user",
+        role=role,
     )
     await run_in_threadpool(
         store.run,
         lambda uow: web_access.start_session(
             uow,
             sid=fresh.sid,
-            user_id=who.user_id,
+            principal_type=who.kind,
+            principal_id=who.principal_id,
             livemode=who.livemode,
             key_id=who.key_id,
             expires_at=datetime.fromtimestamp(fresh.expires, UTC),
-            principal_type=who.kind,
         ),
     )
-    landing = "/operator" if operator else "/home"
     response = pages.redirect(pages.safe_next(form.get("next")) or landing)
     pages.set_session(request, response, fresh)
     return response

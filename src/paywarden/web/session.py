@@ -45,6 +45,7 @@ __all__ = [
 COOKIE_NAME = "paywarden_session"
 SESSION_TTL = timedelta(hours=8)
 COOKIE_LENGTH_MAX = 2048
+ROLES = ("user", "merchant", "admin")
 
 
 def _b64(data: bytes) -> str:
@@ -63,7 +64,7 @@ class Session:
     key_id: str | None = None
     livemode: bool = False
     api_version: str | None = None
-    role: str = "user"  # "user", or "admin" for an operator signed in with the admin key
+    role: str = "user"  # "user", "merchant" (console), or "admin" (operator, the admin key)
 
     @property
     def signed_in(self) -> bool:
@@ -135,7 +136,7 @@ class SessionKeys:
                 key_id=body.get("kid"),
                 livemode=bool(body.get("live", False)),
                 api_version=body.get("ver"),
-                role="admin" if body.get("rol") == "admin" else "user",
+                role=body.get("rol") if body.get("rol") in ROLES else "user",
             )
         except (binascii.Error, ValueError, KeyError, TypeError):
             return None

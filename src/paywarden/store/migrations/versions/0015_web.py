@@ -31,8 +31,15 @@ def upgrade() -> None:
         sa.Column(
             "id", sa.String(length=64), nullable=False, comment="SHA-256 (hex) of the cookie's sid"
         ),
-        sa.Column("principal_type", sa.String(length=16), nullable=False, comment="user | admin"),
-        sa.Column("user_id", sa.String(length=40), nullable=True),
+        sa.Column(
+            "principal_type",
+            sa.String(length=16),
+            nullable=False,
+            comment="user | merchant | admin",
+        ),
+        sa.Column(
+            "principal_id", sa.String(length=40), nullable=True, comment="usr_/mer_; None: admin"
+        ),
         sa.Column("livemode", sa.Boolean(), nullable=False),
         sa.Column(
             "key_id",
@@ -44,19 +51,18 @@ def upgrade() -> None:
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("expires_at", sa.BigInteger(), nullable=False),
         sa.Column("ended_at", sa.BigInteger(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_web_sessions_user_id_users")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_web_sessions")),
     )
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_web_sessions_user_id"), ["user_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_web_sessions_principal_id"), ["principal_id"], unique=False
+        )
         batch_op.create_index("ix_web_sessions_expires", ["expires_at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_web_sessions_expires")
-        batch_op.drop_index(batch_op.f("ix_web_sessions_user_id"))
+        batch_op.drop_index(batch_op.f("ix_web_sessions_principal_id"))
     op.drop_table("web_sessions")
     op.drop_table("user_passwords")

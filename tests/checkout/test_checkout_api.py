@@ -4,6 +4,7 @@ evidence; approvals; who may see what."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -97,16 +98,26 @@ def test_other_principals_get_404(shop: ApiShop, clock: FakeClock) -> None:
     assert [o["id"] for o in mine["data"]] == [paid["order"]]
 
 
+THRESHOLD = {"type": "paywarden.confirmation_threshold", "currency": "usd", "above": 1000}
+
+
+def _pending(
+    api: Api, clock: FakeClock, quantity: int
+) -> tuple[ApiShop, dict[str, Any], dict[str, Any]]:
+    """A shop whose mandate asks the user above 10.00, and a session for ``quantity`` bags
+    of beans completed into ``pending_approval``: (shop, session, pending session)."""
+    shop = make_api_shop(api, clock)
+    shop = _with_mandate(shop, [budget(50_000), payees(shop.merchant["id"]), THRESHOLD])
+    session = shop.create([{"item": "beans", "quantity": quantity}]).json()
+    pending = shop.complete(session).json()
+    assert pending["status"] == "pending_approval", pending
+    return shop, session, pending
+
+
 def test_a_payment_needing_approval_completes_when_the_user_approves(
     api: Api, clock: FakeClock
 ) -> None:
-    merchant, _ = api.merchant()
-    threshold = {"type": "paywarden.confirmation_threshold", "currency": "usd", "above": 1000}
-    shop = make_api_shop(api, clock)
-    shop = _with_mandate(shop, [budget(50_000), payees(shop.merchant["id"]), threshold])
-    session = shop.create([{"item": "beans", "quantity": 1}]).json()
-    pending = shop.complete(session).json()
-    assert pending["status"] == "pending_approval", pending
+    shop, session, pending = _pending(api, clock, 1)
     assert pending["messages"][0]["code"] == "approval_required"
     assert pending["approval"].startswith("apr_")
     again = shop.complete(session)  # polling by completing again is harmless
@@ -121,16 +132,10 @@ def test_a_payment_needing_approval_completes_when_the_user_approves(
     assert approved.json()["status"] == "approved"
     after = shop.agent.get(f"/v1/checkout_sessions/{session['id']}").json()
     assert after["status"] == "completed" and after["order"].startswith("ord_")
-    assert merchant  # an unrelated merchant exists, untouched
 
 
 def test_a_declined_approval_releases_the_stock(api: Api, clock: FakeClock) -> None:
-    threshold = {"type": "paywarden.confirmation_threshold", "currency": "usd", "above": 1000}
-    shop = make_api_shop(api, clock)
-    shop = _with_mandate(shop, [budget(50_000), payees(shop.merchant["id"]), threshold])
-    session = shop.create([{"item": "beans", "quantity": 3}]).json()
-    pending = shop.complete(session).json()
-    assert pending["status"] == "pending_approval"
+    shop, session, pending = _pending(api, clock, 3)
     assert _stock(api, shop, "beans") == 0  # held while the user decides
     declined = api.post(f"/v1/approvals/{pending['approval']}/decline", shop.user_key)
     assert declined.status_code == 200, declined.text
@@ -141,17 +146,33 @@ def test_a_declined_approval_releases_the_stock(api: Api, clock: FakeClock) -> N
 
 
 def test_canceling_a_session_under_approval_voids_it(api: Api, clock: FakeClock) -> None:
-    threshold = {"type": "paywarden.confirmation_threshold", "currency": "usd", "above": 1000}
-    shop = make_api_shop(api, clock)
-    shop = _with_mandate(shop, [budget(50_000), payees(shop.merchant["id"]), threshold])
-    session = shop.create([{"item": "beans", "quantity": 1}]).json()
-    pending = shop.complete(session).json()
+    shop, session, pending = _pending(api, clock, 1)
     canceled = shop.agent.post(f"/v1/checkout_sessions/{session['id']}/cancel", {})
     assert canceled.status_code == 200, canceled.text
     assert canceled.json()["status"] == "canceled"
     assert _stock(api, shop, "beans") == 3
     approval = api.get(f"/v1/approvals/{pending['approval']}", shop.user_key).json()
     assert approval["status"] == "voided"
+
+
+def test_a_tampered_cart_is_refused_over_the_api(shop: ApiShop) -> None:
+    """The agent shows the user a cart with any of price, quantity, total, currency or
+    merchant changed: completing with that cart's hash is refused, and nothing moves."""
+    session = shop.create([{"item": "beans", "quantity": 1}]).json()
+    tampers = {
+        "price": lambda c: c["line_items"][0].update(unit_amount=1),
+        "quantity": lambda c: c["line_items"][0].update(quantity=2),
+        "total": lambda c: c["totals"].update(total=1),
+        "currency": lambda c: c.update(currency="eur"),
+        "merchant": lambda c: c.update(merchant=shop.merchant["id"][:-1] + "Z"),
+    }
+    for field, tamper in tampers.items():
+        shown = copy.deepcopy(session["cart"])
+        tamper(shown)
+        refused = shop.complete(session, cart_hash=hash_payload(shown))
+        assert (refused.status_code, _code(refused)) == (409, "cart_hash_mismatch"), field
+    after = shop.agent.get(f"/v1/checkout_sessions/{session['id']}").json()
+    assert (after["status"], after["payment"]) == ("ready_for_payment", None)
 
 
 def _with_mandate(shop: ApiShop, constraints: list[dict[str, Any]]) -> ApiShop:

@@ -12,15 +12,18 @@ complete call's ``payment_data``; the merchant side (our ACP face) redeems it:
 - it names this checkout session and this merchant;
 - the amount to charge is at most ``max_amount``, in the token's currency.
 
-Redeeming marks it used with a conditional UPDATE (``used_at IS NULL``) in the caller's
-transaction, the same one that completes the checkout, so it is spent at most once under any
-concurrency, on either backend, and is not spent when that transaction rolls back. The
+:func:`reserve` checks all that with the token's row locked; :func:`spend` marks it used with
+a conditional UPDATE (``used_at IS NULL``) in the caller's transaction, the one that completes
+the checkout, so it is spent at most once under any concurrency, on either backend, and is
+not spent when that transaction rolls back. The ACP face spends it only when a payment was
+attempted (a completion that re-prices the cart leaves it unspent). The
 mandate still decides the payment: a token never widens what the mandate allows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +36,7 @@ from paywarden.kernel.errors import Conflict, InvalidRequest, NotFound, Permissi
 from paywarden.kernel.ids import is_id
 from paywarden.kernel.money import parse_amount, parse_currency
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.services import audit, identity, mandates
+from paywarden.services import audit, checkout, identity, mandates
 from paywarden.store.outbox import emit
 from paywarden.store.tables_acp import delegated_tokens
 from paywarden.store.unit_of_work import UnitOfWork
@@ -45,7 +48,9 @@ __all__ = [
     "Allowance",
     "DelegatedToken",
     "mint",
-    "redeem",
+    "parse_allowance",
+    "reserve",
+    "spend",
     "wire_delegated_token",
 ]
 
@@ -97,7 +102,7 @@ def wire_delegated_token(token: DelegatedToken) -> dict[str, Any]:
     }
 
 
-def parse_allowance(body: dict[str, Any], now: datetime) -> Allowance:
+def parse_allowance(body: Mapping[str, Any], now: datetime) -> Allowance:
     """An allowance from its wire form (``$.allowance``), checked field by field."""
     reason = body.get("reason", REASON_ONE_TIME)
     if reason != REASON_ONE_TIME:
@@ -148,11 +153,13 @@ def _expiry(value: Any, now: datetime) -> datetime:
 
 
 def mint(
-    uow: UnitOfWork, principal: Principal, mandate_id: str, allowance: Allowance
+    uow: UnitOfWork, principal: Principal, mandate_id: str, raw_allowance: Mapping[str, Any]
 ) -> DelegatedToken:
-    """A one-time token under the agent's own active mandate (agent only)."""
+    """A one-time token under the agent's own active mandate (agent only), for one of its
+    own checkout sessions with the allowance's merchant."""
     if principal.type is not PrincipalType.AGENT:
         raise PermissionDenied("only the mandate's agent mints delegated tokens")
+    allowance = parse_allowance(raw_allowance, uow.clock.now())
     view = mandates.get_mandate(uow, principal, mandate_id)  # 404 unless user/agent/admin
     mandate = view.mandate
     if mandate.agent != principal.id:
@@ -168,6 +175,13 @@ def mint(
             param="$.allowance.currency",
         )
     identity.get_merchant(uow, allowance.merchant_id, principal.livemode)  # 404 if unknown
+    session = checkout.get(uow, principal, allowance.checkout_session_id)  # 404 unless its agent
+    if session.merchant_id != allowance.merchant_id or session.agent_id != principal.id:
+        raise InvalidRequest(
+            "the checkout session is not this agent's session with this merchant",
+            code="payment_token_mismatch",
+            param="$.allowance.checkout_session_id",
+        )
     token = DelegatedToken(
         id=new_id("dlg"),
         livemode=principal.livemode,
@@ -198,7 +212,7 @@ def mint(
     return token
 
 
-def redeem(
+def reserve(
     uow: UnitOfWork,
     principal: Principal,
     token_id: str,
@@ -208,12 +222,14 @@ def redeem(
     amount: int,
     currency: str,
 ) -> DelegatedToken:
-    """Check the token against this completion and spend it, in the caller's transaction.
+    """Check the token against this completion, locking its row; :func:`spend` spends it.
 
     Refusals (all 4xx, ``param`` the token's JSON path in the ACP complete request):
     ``invalid_payment_token`` (unknown, or another agent's), ``payment_token_used``,
     ``payment_token_expired``, ``payment_token_mismatch`` (other session or merchant),
-    ``amount_exceeds_allowance``, ``currency_mismatch``. Each refusal is audited.
+    ``amount_exceeds_allowance``, ``currency_mismatch``. Each refusal is audited in the
+    caller's transaction, which should commit it (the ACP face commits the refusal response
+    with it) rather than roll it back.
     """
     row = _load(uow, principal, token_id)
     now = uow.clock.now()
@@ -233,18 +249,29 @@ def redeem(
         raise refusal
     if row is None:  # unreachable: a missing row is refused above; keeps the types exact
         raise _unknown()
+    return _from_row(row, used_at=None)
+
+
+def spend(uow: UnitOfWork, principal: Principal, token: DelegatedToken) -> DelegatedToken:
+    """Mark a reserved token used: a conditional UPDATE, so it is spent at most once even
+    when two completions race (the loser gets ``payment_token_used``)."""
+    now = uow.clock.now()
     spent = uow.execute(
         update(delegated_tokens)
-        .where(delegated_tokens.c.id == row.id, delegated_tokens.c.used_at.is_(None))
+        .where(
+            delegated_tokens.c.id == token.id,
+            delegated_tokens.c.agent_id == principal.id,
+            delegated_tokens.c.used_at.is_(None),
+        )
         .values(used_at=now)
     )
-    if spent.rowcount != 1:  # a concurrent completion spent it between our read and now
+    if spent.rowcount != 1:
         raise _used()
-    token = _from_row(row, used_at=now)
-    public = wire_delegated_token(token)
-    emit(uow, "delegated_token.used", token.livemode, public)
-    audit.record(uow, "delegated_token.used", principal, token.id, public)
-    return token
+    used = replace(token, used_at=now)
+    public = wire_delegated_token(used)
+    emit(uow, "delegated_token.used", used.livemode, public)
+    audit.record(uow, "delegated_token.used", principal, used.id, public)
+    return used
 
 
 def _load(uow: UnitOfWork, principal: Principal, token_id: str) -> Any:

@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select
 
 from paywarden.kernel.clock import rfc3339
-from paywarden.kernel.errors import InvalidRequest
+from paywarden.kernel.errors import InvalidRequest, NotFound
 from paywarden.kernel.invariant import invariant
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.payments.ledger import AccountKind, TransferKind
@@ -123,11 +123,7 @@ def reconcile(
     else:
         access.require_type(principal, PrincipalType.MERCHANT)
         if merchant is not None and merchant != principal.id:
-            raise InvalidRequest(
-                "a merchant reconciles its own accounts only",
-                code="invalid_merchant",
-                param="$.merchant",
-            )
+            raise NotFound(f"no such merchant: {merchant}", param="$.merchant")
         owner = principal.id
     end = uow.clock.now() if end is None else end
     if start is not None and start >= end:

@@ -132,8 +132,11 @@ class Launcher:
             cwd=workdir,
         )
 
-    def _argv(self) -> list[str]:
-        return ["serve", "--config", str(self.config), "--port", str(self.port)]
+    def _argv(self, *, cold: bool) -> list[str]:
+        # A cold start runs `serve` exactly as in production (migrations checked first);
+        # a forked one skips the migration check, which costs seconds on PostgreSQL.
+        argv = ["serve", "--config", str(self.config), "--port", str(self.port)]
+        return argv if cold else [*argv, "--no-migrate"]
 
     def start(self) -> None:
         cold = self.starts % self.cold_every == 0
@@ -141,7 +144,7 @@ class Launcher:
             executable = Path(sys.executable).parent / "paywarden"
             with self.log.open("ab") as log:
                 self._cold = subprocess.Popen(
-                    [str(executable), *self._argv()],
+                    [str(executable), *self._argv(cold=True)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=server_env(),
@@ -150,7 +153,7 @@ class Launcher:
             self._pid = self._cold.pid
             self.cold_starts += 1
         else:
-            order = {"argv": self._argv(), "log": str(self.log), "cwd": str(self.workdir)}
+            order = {"argv": self._argv(cold=False), "log": str(self.log), "cwd": str(self.workdir)}
             assert self._zygote.stdin is not None and self._zygote.stdout is not None
             self._zygote.stdin.write((json.dumps(order) + "\n").encode())
             self._zygote.stdin.flush()
@@ -242,6 +245,7 @@ class Payers:
     failures: list[str] = field(default_factory=list)
     retries: int = 0
     keys_sent: set[str] = field(default_factory=set)
+    retry_reasons: Counter[str] = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -324,8 +328,10 @@ class Payers:
                     payload.get("id"),
                     payload.get("status"),
                 )
+            reason = "no connection" if response is None else _reason(response)
             with self._lock:
                 self.retries += 1
+                self.retry_reasons[reason] += 1
             time.sleep(RETRY_SLEEP_S)
         raise AssertionError(f"no definite answer after {ATTEMPTS_MAX} attempts")
 
@@ -335,6 +341,14 @@ class Payers:
             self._file.write(json.dumps(ack.__dict__) + "\n")
             self._file.flush()
             os.fsync(self._file.fileno())
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        code = "?"
+    return f"{response.status_code} {code}"
 
 
 def _definite(response: httpx.Response) -> bool:

@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="the base URL clients reach this server at (order permalinks)"
     )
+    rate_limit_key_per_s: float = Field(
+        100.0, ge=0, description="requests a second per API key, per process (0: no limit)"
+    )
+    rate_limit_key_burst: int = Field(1_000, ge=1, description="a key's bucket size")
+    rate_limit_agent_per_s: float = Field(
+        50.0, ge=0, description="signed requests a second per agent key, per process (0: none)"
+    )
+    rate_limit_agent_burst: int = Field(500, ge=1, description="an agent key's bucket size")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     mcp_agent_key_file: Path | None = Field(
         None, description="`serve` mounts the MCP server at /mcp acting as this agent (JWK file)"

@@ -12,8 +12,10 @@ its outbox event. On PostgreSQL the database is a private cluster, which is also
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,11 +37,12 @@ CLIENTS = 4
 FUNDED = 100_000_000
 # How long the load runs between a restart and the next kill (PostgreSQL payments are
 # slower, and the first ones after a restart open connections).
-LOAD_S = {"sqlite": (0.05, 0.4), "postgres": (0.3, 0.9)}
+LOAD_S = {"sqlite": (0.05, 0.4), "postgres": (0.8, 1.6)}
 
 
 def _cycles(request: pytest.FixtureRequest, base: int) -> int:
-    return base * 4 if request.config.getoption("--long") else base
+    cycles = int(os.environ.get("PAYWARDEN_CRASH_CYCLES", "0")) or base  # for debugging
+    return cycles * 4 if request.config.getoption("--long") else cycles
 
 
 def _headers(key: str) -> dict[str, str]:
@@ -124,18 +127,25 @@ def _run_cycles(
     payers.start()
     in_flight_at_kill: list[int] = []
     crashes_of_the_database = 0
+    phases: Counter[str] = Counter()
     try:
         for cycle in range(cycles):
             time.sleep(rng.uniform(*LOAD_S["postgres" if cluster else "sqlite"]))
             in_flight_at_kill.append(payers.in_flight.current)
+            mark = time.monotonic()
             launcher.kill()
             if cluster is not None and cycle % 2 == 0:
                 cluster.crash()
                 cluster.start()
                 crashes_of_the_database += 1
+            phases["kill"] += time.monotonic() - mark
             assert not payers.failures, payers.failures[:3]
+            mark = time.monotonic()
             check_invariants(database_url, list(payers.acks), set(payers.keys_sent))
+            phases["check"] += time.monotonic() - mark
+            mark = time.monotonic()
             launcher.start()
+            phases["restart"] += time.monotonic() - mark
         payers.finish()
         assert not payers.failures, payers.failures[:3]
         launcher.kill()
@@ -148,7 +158,9 @@ def _run_cycles(
         f"({launcher.cold_starts} cold `paywarden serve` starts, the rest forked), "
         f"database crashes {crashes_of_the_database}; in flight at each kill: "
         f"{in_flight_at_kill} (non-zero on {nonzero}/{cycles}); {final.acked} payments "
-        f"acknowledged ({final.succeeded} succeeded), {payers.retries} retries"
+        f"acknowledged ({final.succeeded} succeeded), {payers.retries} retries "
+        f"({dict(payers.retry_reasons)}); seconds spent: "
+        f"{ {name: round(value, 1) for name, value in phases.items()} }"
     )
     assert final.acked >= cycles, "too little load to prove anything"
     assert nonzero * 2 >= cycles, f"requests in flight at only {nonzero} of {cycles} kills"

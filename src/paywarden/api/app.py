@@ -23,6 +23,7 @@ from paywarden.api.acp import router as acp_router
 from paywarden.api.acp_http import AcpRequestId
 from paywarden.api.http import error_response, request_id
 from paywarden.api.middleware import BodyLimit, Metrics, RequestId
+from paywarden.api.ratelimit import RateLimit, rate_limiters
 from paywarden.api.routes import router
 from paywarden.api.routes_agents import router as agents_router
 from paywarden.api.routes_approvals import router as approvals_router
@@ -102,9 +103,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     _add_operational_routes(app, runtime, registry)
     mcp_http.mount(app, settings)  # /mcp, when an MCP agent key is configured
     _add_error_handlers(app)
-    # The last added runs first: RequestId → Metrics → BodyLimit → the app, so a 413 from
-    # BodyLimit is counted as a 413, and every response carries its request id.
+    # The last added runs first: RequestId → Metrics → RateLimit → BodyLimit → the app, so
+    # a 413 or 429 is counted as such, and every response carries its request id.
     app.add_middleware(BodyLimit, body_bytes_max=settings.body_bytes_max)
+    app.add_middleware(RateLimit, **rate_limiters(settings))  # before the body is read
     app.add_middleware(Metrics, registry=registry)
     app.add_middleware(RequestId)
     app.add_middleware(AcpRequestId)  # outermost: on /acp/ the client's Request-Id wins

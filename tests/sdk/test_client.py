@@ -31,15 +31,15 @@ from sdk_support import (
 
 
 @pytest.fixture
-def world(sqlite_api: Api) -> Any:
-    return agent_world(sqlite_api.post, sqlite_api.admin_key)
+def world(api: Api) -> Any:
+    return agent_world(api.post, api.admin_key)
 
 
 def test_agent_pays_under_a_mandate_with_signed_requests(
-    sqlite_api: Api, clock: FakeClock, world: Any
+    api: Api, clock: FakeClock, world: Any
 ) -> None:
-    agent = in_process(sqlite_api, clock, agent_key=world.agent_key)
-    user = in_process(sqlite_api, clock, api_key=world.user_key)
+    agent = in_process(api, clock, agent_key=world.agent_key)
+    user = in_process(api, clock, api_key=world.user_key)
     mandate = active_mandate(
         agent, user, world.user["id"], [budget(1_000), payees(world.merchant["id"])]
     )
@@ -56,9 +56,9 @@ def test_agent_pays_under_a_mandate_with_signed_requests(
     assert over["status"] == "declined" and over["reasons"], over
 
 
-def test_confirmation_then_user_approves(sqlite_api: Api, clock: FakeClock, world: Any) -> None:
-    agent = in_process(sqlite_api, clock, agent_key=world.agent_key)
-    user = in_process(sqlite_api, clock, api_key=world.user_key)
+def test_confirmation_then_user_approves(api: Api, clock: FakeClock, world: Any) -> None:
+    agent = in_process(api, clock, agent_key=world.agent_key)
+    user = in_process(api, clock, api_key=world.user_key)
     mandate = active_mandate(agent, user, world.user["id"], [budget(5_000), confirm_above(1_000)])
     payment = agent.payments.create(
         mandate=mandate, merchant=world.merchant["id"], amount=2_000, currency="usd"
@@ -70,8 +70,8 @@ def test_confirmation_then_user_approves(sqlite_api: Api, clock: FakeClock, worl
     assert agent.payments.get(payment["id"])["status"] == "succeeded"
 
 
-def test_errors_are_the_server_tree(sqlite_api: Api, clock: FakeClock, world: Any) -> None:
-    agent = in_process(sqlite_api, clock, agent_key=world.agent_key)
+def test_errors_are_the_server_tree(api: Api, clock: FakeClock, world: Any) -> None:
+    agent = in_process(api, clock, agent_key=world.agent_key)
     with pytest.raises(NotFound) as missing:
         agent.mandates.get("mnd_nothing")
     found = details(missing.value)
@@ -84,16 +84,14 @@ def test_errors_are_the_server_tree(sqlite_api: Api, clock: FakeClock, world: An
     assert bad.value.param == "$.currency"
     stranger, _ = generate_agent_key()
     with pytest.raises(AuthenticationFailed) as unknown:
-        in_process(sqlite_api, clock, agent_key=stranger).mandates.get("mnd_x")
+        in_process(api, clock, agent_key=stranger).mandates.get("mnd_x")
     assert unknown.value.code == "unknown_key"
 
 
-def test_a_retry_keeps_the_key_and_signs_afresh(
-    sqlite_api: Api, clock: FakeClock, world: Any
-) -> None:
+def test_a_retry_keeps_the_key_and_signs_afresh(api: Api, clock: FakeClock, world: Any) -> None:
     """The first attempt dies on the wire after the server did the work; the retry carries
     the same Idempotency-Key with a new nonce: one payment, replayed."""
-    inner = ThroughTestClient(sqlite_api.client)
+    inner = ThroughTestClient(api.client)
     seen: list[httpx.Request] = []
 
     class LosesFirstAnswer(httpx.BaseTransport):
@@ -105,8 +103,8 @@ def test_a_retry_keeps_the_key_and_signs_afresh(
                 raise httpx.ReadError("connection reset")
             return response
 
-    user = in_process(sqlite_api, clock, api_key=world.user_key)
-    setup = in_process(sqlite_api, clock, agent_key=world.agent_key)
+    user = in_process(api, clock, api_key=world.user_key)
+    setup = in_process(api, clock, agent_key=world.agent_key)
     mandate = active_mandate(
         setup, user, world.user["id"], [budget(1_000), payees(world.merchant["id"])]
     )

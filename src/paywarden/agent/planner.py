@@ -243,10 +243,21 @@ class OfflinePlanner:
                          + (f" ({options})" if options else "") + f" @ {unit}")  # fmt: skip
         fulfillment = session.get("fulfillment") or {}
         if fulfillment.get("pickup_at"):
-            lines.append(self._say("pickup", at=fulfillment["pickup_at"]))
+            lines.append(self._say("pickup", at=self._local(str(fulfillment["pickup_at"]))))
         total = format_amount(int(session["amount_total"]), currency)
         lines.append(self._say("total", total=total))
         return "\n".join(lines)
+
+    def _local(self, instant: str) -> str:
+        """An RFC 3339 instant as the user's local date and time: ``2026-11-30 15:00``, with
+        the zone's name when one is set."""
+        try:
+            when = datetime.fromisoformat(instant)
+        except ValueError:
+            return instant
+        if self.timezone is None:
+            return when.strftime("%Y-%m-%d %H:%M %Z").strip()
+        return f"{when.astimezone(self.timezone):%Y-%m-%d %H:%M} ({self.timezone})"
 
     def _yes(self, intent: Intent, runner: ToolRunner) -> str:
         if self.pending is None:

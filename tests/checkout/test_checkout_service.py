@@ -136,3 +136,21 @@ def test_cancel_and_expiry(shop: Shop) -> None:
         shop.complete(session, shop.mandate())
     assert shop.run(checkout.expire_due) == 1
     assert shop.run(checkout.expire_due) == 0
+
+
+def test_the_default_pickup_time_stays_valid_until_it_passes(shop: Shop) -> None:
+    """With no pickup time asked, the earliest one is offered (10:15 Paris for 10:00 plus
+    five minutes' preparation); completing twelve minutes later still pays for it."""
+    session = shop.create()
+    assert session.fulfillment is not None
+    assert session.fulfillment["pickup_at"] == "2026-11-29T09:15:00.000Z"
+    shop.clock.advance(timedelta(minutes=12))
+    done = shop.complete(session, shop.mandate())
+    assert done.status == "completed", done.messages
+    shop.clock.advance(timedelta(minutes=10))
+    late = shop.create()
+    shop.clock.advance(timedelta(minutes=20))  # past the pickup time, not the session's end
+    again = shop.complete(late, shop.mandate())
+    assert again.status == "not_ready_for_payment"
+    assert again.messages[0]["param"] == "$.fulfillment.pickup_at"
+    assert again.payment_id is None and again.cart_hash != late.cart_hash

@@ -285,6 +285,8 @@ def _price(
     items: Sequence[Mapping[str, Any]],
     choice: Mapping[str, Any] | None,
     details: Mapping[str, Any] | None,
+    *,
+    preparing: bool = True,
 ) -> _Priced:
 
     now = uow.clock.now()
@@ -303,7 +305,9 @@ def _price(
                     f"$.line_items[{index}]",
                 )
             )
-    option, pickup_at, problems = fulfillment_offer.choose(uow, offer, choice, details, now)
+    option, pickup_at, problems = fulfillment_offer.choose(
+        uow, offer, choice, details, now, preparing=preparing
+    )
     messages.extend(problems)
     selected = rules.selected_fulfillment(option, pickup_at) if option is not None else None
     totals = rules.compute_totals(
@@ -672,6 +676,7 @@ def complete(
         record.items,
         _choice_of(record.fulfillment),
         record.fulfillment_details,
+        preparing=False,
     )
     if priced.messages or not _same_cart(record, priced):
         return _repriced(uow, principal, record, priced, master_key=master_key)

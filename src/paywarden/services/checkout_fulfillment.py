@@ -82,8 +82,13 @@ def choose(
     choice: Mapping[str, Any] | None,
     details: Mapping[str, Any] | None,
     now: datetime,
+    *,
+    preparing: bool = True,
 ) -> tuple[FulfillmentOption | None, datetime | None, list[Message]]:
-    """The selected option, its pickup time, and the messages that block payment."""
+    """The selected option, its pickup time, and the messages that block payment. With
+    ``preparing`` false (re-checking a cart the user already saw, at completion) a pickup
+    time only has to be still ahead and within opening hours: the earliest time offered a
+    minute ago stays valid until it passes."""
     _ = uow
     if not offered.options:
         return None, None, []
@@ -106,7 +111,7 @@ def choose(
     messages: list[Message] = []
     pickup_at = None
     if option.type is FulfillmentType.PICKUP:
-        pickup_at, problem = _pickup_time(offered, option, asked_time, now)
+        pickup_at, problem = _pickup_time(offered, option, asked_time, now, preparing)
         if problem:
             messages.append(
                 rules.error("invalid", problem, "$.fulfillment.pickup_at", "requires_buyer_input")
@@ -155,9 +160,13 @@ def _open(offered: Offer, store_id: str | None, instant: datetime) -> bool:
 
 
 def _pickup_time(
-    offered: Offer, option: FulfillmentOption, asked: datetime | None, now: datetime
+    offered: Offer,
+    option: FulfillmentOption,
+    asked: datetime | None,
+    now: datetime,
+    preparing: bool,
 ) -> tuple[datetime | None, str | None]:
-    ready = now + timedelta(seconds=option.preparation_s)
+    ready = now + timedelta(seconds=option.preparation_s if preparing else 0)
     if asked is not None:
         if asked < ready:
             return asked, "the pickup time is earlier than the order can be ready"

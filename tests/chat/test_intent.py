@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from paywarden.agent.intent import Kind, Wanted, read_intent
-from paywarden.agent.planner import match_options
+from paywarden.agent.planner import best_match, match_options
 
 
 @pytest.mark.parametrize(
@@ -100,3 +100,13 @@ def test_options_match_the_product_groups_or_are_left_out() -> None:
     }
     wanted = {"size": "large", "milk": "oat", "sugar": "less"}
     assert match_options(product, wanted) == {"Size": "Large", "milk": "oat milk"}
+
+
+def test_the_plainest_product_is_chosen() -> None:
+    found = [{"title": t} for t in ("Vanilla Latte", "Chai Latte", "Caffe Latte", "Matcha Latte")]
+    assert best_match(found, "latte")["title"] == "Caffe Latte"
+    assert best_match([{"title": "Vanilla Latte"}, {"title": "Latte Macchiato XL"}], "latte") == {
+        "title": "Vanilla Latte"
+    }
+    assert best_match([{"title": "Flat White"}], "flat white")["title"] == "Flat White"
+    assert best_match([{"title": "Oat Drink"}], "latte") == {"title": "Oat Drink"}

@@ -28,7 +28,7 @@ from paywarden.agent.intent import ITEMS, Intent, Kind, Wanted, read_intent
 from paywarden.agent.session import ToolOutcome, ToolRunner
 from paywarden.kernel.money import format_amount
 
-__all__ = ["OfflinePlanner", "match_options"]
+__all__ = ["OfflinePlanner", "best_match", "match_options"]
 
 Json = dict[str, Any]
 # Refusals that mean "this mandate cannot pay": ask the user for a (new) mandate.
@@ -101,6 +101,27 @@ SIMILAR: dict[str, tuple[str, ...]] = {
     "regular": ("two", "normal", "standard"),
     "whole": ("dairy", "full"),
 }
+
+
+GENERIC_WORDS = frozenset({"caffe", "caffè", "cafe", "café", "classic", "house", "the"})
+
+
+def best_match(products: list[Json], item: str) -> Json:
+    """The product most plainly called ``item``: its title without generic words ("Caffe
+    Latte") is the item; else the shortest title holding the item's words ("Latte" before
+    "Vanilla Latte"); else the search's first (best ranked) answer."""
+
+    def words(title: str) -> list[str]:
+        return [w for w in title.lower().split() if w not in GENERIC_WORDS]
+
+    wanted = item.lower().split()
+    exact = [p for p in products if words(str(p.get("title", ""))) == wanted]
+    if exact:
+        return exact[0]
+    holding = [p for p in products if all(w in words(str(p.get("title", ""))) for w in wanted)]
+    if holding:
+        return min(holding, key=lambda p: len(str(p.get("title", ""))))
+    return products[0]
 
 
 def match_options(product: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[str, str]:
@@ -191,7 +212,7 @@ class OfflinePlanner:
             products = (found.result or {}).get("data") or []
             in_stock = [p for p in products if p.get("in_stock", True)]
             if in_stock:
-                return dict(in_stock[0])
+                return dict(best_match(in_stock, wanted.item))
         return None
 
     def _checkout(

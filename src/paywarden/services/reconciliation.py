@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 
 from paywarden.kernel.clock import rfc3339
 from paywarden.kernel.errors import InvalidRequest, NotFound
@@ -128,12 +128,12 @@ def reconcile(
     end = uow.clock.now() if end is None else end
     if start is not None and start >= end:
         raise InvalidRequest("from must be before to", code="invalid_period", param="$.from")
-    rows = _rows(uow, principal.livemode, owner)
-    by_account = {row.account: row for row in rows}
-    _fill_balances(uow, by_account, start, end)
-    _fill_captures_and_refunds(uow, by_account, start, end, principal.livemode)
-    _fill_payouts(uow, by_account, start, end)
-    _fill_other(uow, by_account, start, end)
+    scope = _scope(uow, principal.livemode, owner)
+    rows = list(scope.rows.values())
+    _fill_balances(uow, scope, start, end)
+    _fill_captures_and_refunds(uow, scope, start, end, principal.livemode)
+    _fill_payouts(uow, scope, start, end)
+    _fill_other(uow, scope, start, end)
     for row in rows:
         row.net = row.gross_captured - row.fees - row.refunds + row.fees_returned
         invariant(
@@ -145,13 +145,23 @@ def reconcile(
     return Reconciliation(principal.livemode, start, end, rows, fees)
 
 
-def _rows(uow: UnitOfWork, livemode: bool, owner: str | None) -> list[ReconciliationRow]:
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """The rows being filled, by account id, and those accounts' ids as a subquery (the
+    queries below name the accounts by it, not by a list as long as the merchants)."""
+
+    rows: dict[str, ReconciliationRow]
+    accounts: Select[tuple[str]]
+
+
+def _scope(uow: UnitOfWork, livemode: bool, owner: str | None) -> _Scope:
     conditions = [A.c.kind == AccountKind.MERCHANT.value, A.c.livemode == livemode]
     if owner is not None:
         conditions.append(A.c.owner_id == owner)
     query = select(A.c.id, A.c.owner_id, A.c.currency).where(*conditions)
     result = uow.execute(query.order_by(A.c.owner_id, A.c.currency, A.c.id))
-    return [ReconciliationRow(str(r.owner_id), r.currency, r.id) for r in result]
+    rows = {r.id: ReconciliationRow(str(r.owner_id), r.currency, r.id) for r in result}
+    return _Scope(rows, select(A.c.id).where(*conditions))
 
 
 def _in_period(column: Any, start: datetime | None, end: datetime) -> ColumnElement[bool]:
@@ -160,9 +170,7 @@ def _in_period(column: Any, start: datetime | None, end: datetime) -> ColumnElem
     return and_(column > start, column <= end)
 
 
-def _fill_balances(
-    uow: UnitOfWork, rows: dict[str, ReconciliationRow], start: datetime | None, end: datetime
-) -> None:
+def _fill_balances(uow: UnitOfWork, scope: _Scope, start: datetime | None, end: datetime) -> None:
     """Opening and closing balances: the sums of the accounts' postings at each instant."""
     for instant, attribute in ((start, "opening_balance"), (end, "closing_balance")):
         if instant is None:
@@ -170,10 +178,10 @@ def _fill_balances(
         for account_id, total in _sum_by(
             uow,
             select(P.c.account_id, func.sum(P.c.amount))
-            .where(P.c.account_id.in_(rows), P.c.created_at <= instant)
+            .where(P.c.account_id.in_(scope.accounts), P.c.created_at <= instant)
             .group_by(P.c.account_id),
         ):
-            setattr(rows[account_id], attribute, total)
+            setattr(scope.rows[account_id], attribute, total)
 
 
 def _sum_by(uow: UnitOfWork, query: Any) -> Iterable[tuple[str, int]]:
@@ -182,7 +190,7 @@ def _sum_by(uow: UnitOfWork, query: Any) -> Iterable[tuple[str, int]]:
 
 def _fill_captures_and_refunds(
     uow: UnitOfWork,
-    rows: dict[str, ReconciliationRow],
+    scope: _Scope,
     start: datetime | None,
     end: datetime,
     livemode: bool,
@@ -193,19 +201,19 @@ def _fill_captures_and_refunds(
     gross = select(T.c.destination_account_id, func.sum(T.c.amount))
     for account_id, total in _sum_by(
         uow,
-        gross.where(capture, when, T.c.destination_account_id.in_(rows)).group_by(
+        gross.where(capture, when, T.c.destination_account_id.in_(scope.accounts)).group_by(
             T.c.destination_account_id
         ),
     ):
-        rows[account_id].gross_captured = total
+        scope.rows[account_id].gross_captured = total
     refunded = select(T.c.source_account_id, func.sum(T.c.amount))
     for account_id, total in _sum_by(
         uow,
-        refunded.where(refund, when, T.c.source_account_id.in_(rows)).group_by(
+        refunded.where(refund, when, T.c.source_account_id.in_(scope.accounts)).group_by(
             T.c.source_account_id
         ),
     ):
-        rows[account_id].refunds = total
+        scope.rows[account_id].refunds = total
     # The fee share of each capture and refund: its posting on a platform fee account.
     fee_accounts = select(A.c.id).where(
         A.c.kind == AccountKind.PLATFORM_FEES.value, A.c.livemode == livemode
@@ -217,24 +225,22 @@ def _fill_captures_and_refunds(
         query = (
             select(side, func.sum(P.c.amount))
             .select_from(T.join(P, P.c.transfer_id == T.c.id))
-            .where(kind, when, side.in_(rows), P.c.account_id.in_(fee_accounts))
+            .where(kind, when, side.in_(scope.accounts), P.c.account_id.in_(fee_accounts))
             .group_by(side)
         )
         for account_id, total in _sum_by(uow, query):
-            setattr(rows[account_id], attribute, sign * total)
+            setattr(scope.rows[account_id], attribute, sign * total)
 
 
-def _fill_payouts(
-    uow: UnitOfWork, rows: dict[str, ReconciliationRow], start: datetime | None, end: datetime
-) -> None:
+def _fill_payouts(uow: UnitOfWork, scope: _Scope, start: datetime | None, end: datetime) -> None:
     p = payouts
     created = _in_period(p.c.created_at, start, end)
     query = select(p.c.account_id, p.c.amount, p.c.status, p.c.created_at, p.c.settled_at).where(
-        p.c.account_id.in_(rows),
+        p.c.account_id.in_(scope.accounts),
         created if start is None else (created | _in_period(p.c.settled_at, start, end)),
     )
     for row in uow.execute(query):
-        target = rows[row.account_id]
+        target = scope.rows[row.account_id]
         settled = row.settled_at is not None and row.settled_at <= end
         status = PayoutStatus(row.status) if settled else PayoutStatus.PENDING
         created_in_period = start is None or row.created_at > start
@@ -246,21 +252,21 @@ def _fill_payouts(
             target.payouts_returned += int(row.amount)
 
 
-def _fill_other(
-    uow: UnitOfWork, rows: dict[str, ReconciliationRow], start: datetime | None, end: datetime
-) -> None:
+def _fill_other(uow: UnitOfWork, scope: _Scope, start: datetime | None, end: datetime) -> None:
     """Postings of every other kind of transfer on the merchant accounts."""
     known = [TransferKind.CAPTURE.value, TransferKind.REFUND.value, TransferKind.PAYOUT.value]
     query = (
         select(P.c.account_id, func.sum(P.c.amount))
         .select_from(P.join(T, T.c.id == P.c.transfer_id))
         .where(
-            P.c.account_id.in_(rows), T.c.kind.not_in(known), _in_period(T.c.created_at, start, end)
+            P.c.account_id.in_(scope.accounts),
+            T.c.kind.not_in(known),
+            _in_period(T.c.created_at, start, end),
         )
         .group_by(P.c.account_id)
     )
     for account_id, total in _sum_by(uow, query):
-        rows[account_id].other = total
+        scope.rows[account_id].other = total
 
 
 def _platform_fees(uow: UnitOfWork, livemode: bool, end: datetime) -> dict[str, int]:

@@ -4,6 +4,7 @@ keeps old signatures verifying; any change to the signed cart or merchant is rej
 from __future__ import annotations
 
 import secrets
+import threading
 from datetime import timedelta
 
 import pytest
@@ -184,3 +185,24 @@ def test_a_hosted_key_does_not_open_under_another_master_key(store: Store) -> No
                 uow, shop.merchant_id, False, CART_HASH, master_key=bytes(32)
             )
         )
+
+
+def test_first_signatures_at_once_share_one_hosted_key(store: Store) -> None:
+    shop = make_shop(store)
+    signatures: list[str | None] = []
+    barrier = threading.Barrier(4)
+
+    def first_sign() -> None:
+        barrier.wait()
+        signatures.append(sign(store, shop.merchant_id))
+
+    threads = [threading.Thread(target=first_sign) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(signatures) == 4
+    assert len(published_kids(store, shop.merchant_id)) == 1
+    for signature in signatures:
+        assert signature is not None
+        verify(store, shop.merchant_id, signature)

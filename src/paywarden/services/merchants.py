@@ -33,11 +33,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from paywarden.adapters.ids import new_id
 from paywarden.commerce.stores import Hours, parse_hours
 from paywarden.kernel.clock import rfc3339
-from paywarden.kernel.errors import Conflict, InvalidRequest, NotFound
+from paywarden.kernel.errors import Conflict, InvalidRequest, InvariantViolation, NotFound
 from paywarden.kernel.invariant import invariant
 from paywarden.kernel.money import parse_amount
 from paywarden.kernel.principals import Principal
@@ -244,10 +246,10 @@ def _write_profile(
         "cart_key_mode": mode,
         "updated_at": uow.clock.now(),
     }
-    p = merchant_profiles
-    written = uow.execute(update(p).where(p.c.merchant_id == merchant_id).values(**values)).rowcount
-    if written == 0:
-        uow.execute(insert(p).values(merchant_id=merchant_id, **values))
+    dialect_insert = postgresql_insert if uow.dialect == "postgresql" else sqlite_insert
+    statement = dialect_insert(merchant_profiles).values(merchant_id=merchant_id, **values)
+    # One statement, so that two first updates at once cannot both insert.
+    uow.execute(statement.on_conflict_do_update(index_elements=["merchant_id"], set_=values))
 
 
 def _changed(
@@ -508,13 +510,7 @@ def rotate_cart_key(
     old active key is retired, published for ``overlap`` and still trusted. Returns its JWK."""
     identity.get_merchant(uow, merchant_id, livemode)
     old = _active(uow, merchant_id, for_update=True)
-    record, _private = custody.new_key(
-        Purpose.CART,
-        randomness=secrets.token_bytes(RANDOM_BYTES[ES256]),
-        nonce=secrets.token_bytes(NONCE_BYTES),
-        master_key=master_key,
-        now=uow.clock.now(),
-    )
+    record = _new_hosted_key(uow, master_key)
     _retire(uow, old, overlap)
     _insert_key(uow, merchant_id, record.kid, record.public_jwk, record.private_ciphertext)
     _set_mode(uow, merchant_id, livemode, "hosted")
@@ -599,18 +595,26 @@ def _retire(uow: UnitOfWork, old: _CartKey | None, overlap: timedelta) -> None:
 def _insert_key(
     uow: UnitOfWork, merchant_id: str, kid: str, public_jwk: Mapping[str, str], sealed: str | None
 ) -> None:
-    uow.execute(
-        insert(_K).values(
-            merchant_id=merchant_id,
-            kid=kid,
-            alg=ES256,
-            public_jwk=dict(public_jwk),
-            private_ciphertext=sealed,
-            hosted=sealed is not None,
-            status="active",
-            created_at=uow.clock.now(),
-        )
-    )
+    uow.execute(insert(_K).values(**_key_row(merchant_id, kid, public_jwk, sealed, uow)))
+
+
+def _key_row(
+    merchant_id: str,
+    kid: str,
+    public_jwk: Mapping[str, str],
+    sealed: str | None,
+    uow: UnitOfWork,
+) -> dict[str, Any]:
+    return {
+        "merchant_id": merchant_id,
+        "kid": kid,
+        "alg": ES256,
+        "public_jwk": dict(public_jwk),
+        "private_ciphertext": sealed,
+        "hosted": sealed is not None,
+        "status": "active",
+        "created_at": uow.clock.now(),
+    }
 
 
 def _set_mode(uow: UnitOfWork, merchant_id: str, livemode: bool, mode: str) -> None:
@@ -631,13 +635,47 @@ def sign_cart(
     if profile.cart_key_mode == "own":
         return None
     active = _active(uow, merchant_id)
-    if active is None or not active.hosted:
-        rotate_cart_key(uow, None, merchant_id, livemode, master_key=master_key)
+    if active is None:
+        _create_first_hosted(uow, merchant_id, livemode, master_key)
         active = _active(uow, merchant_id)
-    invariant(active is not None and active.hosted, "a hosted merchant has an active hosted key")
-    assert active is not None  # for mypy; the invariant above holds under -O too
+    if active is None or not active.hosted:
+        raise InvariantViolation(f"{merchant_id} is hosted but has no active hosted cart key")
     signer = custody.open_signer(active.record(), master_key)
     return jws.sign(_CART_PROFILE, {"cart_hash": cart_hash, "merchant": merchant_id}, signer)
+
+
+def _create_first_hosted(
+    uow: UnitOfWork, merchant_id: str, livemode: bool, master_key: bytes
+) -> None:
+    """A hosted merchant's first key. Two first signatures at once both insert with ON
+    CONFLICT DO NOTHING (one active key per merchant, a unique index) and then both sign
+    with whichever key won."""
+    record = _new_hosted_key(uow, master_key)
+    dialect_insert = postgresql_insert if uow.dialect == "postgresql" else sqlite_insert
+    statement = (
+        dialect_insert(_K)
+        .values(
+            **_key_row(merchant_id, record.kid, record.public_jwk, record.private_ciphertext, uow)
+        )
+        .on_conflict_do_nothing()
+        .returning(_K.c.kid)  # rowcount is -1 for this statement on psycopg
+    )
+    if uow.execute(statement).all():
+        audit.record(
+            uow, "merchant_cart_key.created", None, merchant_id, {"kid": record.kid, "hosted": True}
+        )
+        _changed(uow, None, merchant_id, livemode, "cart_key")
+
+
+def _new_hosted_key(uow: UnitOfWork, master_key: bytes) -> KeyRecord:
+    record, _private = custody.new_key(
+        Purpose.CART,
+        randomness=secrets.token_bytes(RANDOM_BYTES[ES256]),
+        nonce=secrets.token_bytes(NONCE_BYTES),
+        master_key=master_key,
+        now=uow.clock.now(),
+    )
+    return record
 
 
 def verify_cart_signature(

@@ -296,26 +296,31 @@ async def device_get(request: Request, work: Callable[[UnitOfWork, DeviceRecord]
 
 
 class _CrashPoint:
-    """The test-only crash hook: ``PAYWARDEN_TEST_TAP_CRASH=before_commit:3`` exits the
-    process, without cleanup, when the third tap reaches that point."""
+    """The test-only crash hook: with ``PAYWARDEN_TEST_TAP_CRASH=before_commit:3`` the
+    process exits, without any cleanup, when its third tap reaches that point. The variable
+    is read at each tap (a server forked from a warm parent sets it after the import)."""
 
-    def __init__(self, setting: str | None) -> None:
-        point, _, count = (setting or "").partition(":")
-        self.point = point or None
-        self.at = int(count) if count.isdigit() else 1
+    def __init__(self) -> None:
         self.seen = 0
+        self.pid = 0
         self.lock = threading.Lock()
 
     def reached(self, point: str) -> None:
-        if point != self.point:
+        setting = os.environ.get(CRASH_VARIABLE)
+        if not setting:
+            return
+        name, _, count = setting.partition(":")
+        if name != point:
             return
         with self.lock:
+            if self.pid != os.getpid():
+                self.pid, self.seen = os.getpid(), 0
             self.seen += 1
-            if self.seen >= self.at:
+            if self.seen >= (int(count) if count.isdigit() else 1):
                 os._exit(17)
 
 
-_CRASH = _CrashPoint(os.environ.get(CRASH_VARIABLE))
+_CRASH = _CrashPoint()
 
 
 # --- owners' routes -----------------------------------------------------------------------

@@ -186,8 +186,10 @@ class Glasses:
         payee: str,
         cart_hash: str | None,
         heard: str,
+        user_verification: str = "voice",
     ) -> dict[str, Any]:
-        """The signed confirmation, once the wearer said their phrase; else ValueError."""
+        """The signed confirmation, once the wearer said their phrase; else ValueError.
+        ``user_verification`` "pin" when the wearer also typed their PIN on a paired phone."""
         if not self.heard_phrase(heard):
             raise ValueError("that is not the wearer's phrase: nothing was confirmed")
         confirmation = Confirmation(
@@ -196,7 +198,7 @@ class Glasses:
             payee=payee,
             cart_hash=cart_hash,
             nonce=secrets.token_urlsafe(24),
-            user_verification="voice",
+            user_verification=user_verification,
         )
         signature = b64url_encode(self.key.sign(confirmation_bytes(confirmation)))
         body = {
@@ -205,11 +207,17 @@ class Glasses:
             "payee": payee,
             "cart_hash": cart_hash,
             "nonce": confirmation.nonce,
-            "user_verification": "voice",
+            "user_verification": user_verification,
         }
         return {"confirmation": body, "signature": signature}
 
-    def confirm(self, payload: str, heard: str, amount: int | None = None) -> dict[str, Any]:
+    def confirm(
+        self,
+        payload: str,
+        heard: str,
+        amount: int | None = None,
+        user_verification: str = "voice",
+    ) -> dict[str, Any]:
         """The body that pays a scanned QR request (``amount`` for a static one)."""
         claims = decode_payment_request(payload)
         value = claims.amount if claims.amount is not None else amount
@@ -221,6 +229,7 @@ class Glasses:
             payee=claims.merchant,
             cart_hash=None,
             heard=heard,
+            user_verification=user_verification,
         )
         body = {"payload": payload, **signed}
         if claims.amount is None:

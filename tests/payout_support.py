@@ -131,9 +131,10 @@ class Money:
     def process(self) -> int:
         return payouts.process_payouts(self.store)
 
-    def balance(self, shop: Principal, currency: str = "usd") -> payouts.PayoutBalance:
+    def balance(self, shop: Principal, currency: str | None = None) -> payouts.PayoutBalance:
+        """The shop's balance in ``currency`` (by default its only, or first, currency)."""
         found = self.run(lambda uow: payouts.payout_balances(uow, shop, str(shop.id)))
-        return next(b for b in found if b.account.currency == currency)
+        return next(b for b in found if currency in {None, b.account.currency})
 
     def reconcile(
         self,

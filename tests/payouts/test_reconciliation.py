@@ -63,6 +63,7 @@ def _mixed_run(money: Money) -> tuple[list[Principal], datetime, datetime]:
     agent_shop = principal(PrincipalType.MERCHANT, world.merchant)
     money.register(agent_shop, "000123456789")
     alice, bob = money.payer(), money.payer()
+    noodles, yen_payer = money.merchant(fee_bps=300, currency="jpy"), money.payer(currency="jpy")
 
     first = money.capture(alice, cafe, 10_001)  # fee 250
     money.clock.advance(step)
@@ -90,13 +91,16 @@ def _mixed_run(money: Money) -> tuple[list[Principal], datetime, datetime]:
     money.payout(grocer, 766)
     money.process()  # both grocer payouts fail (the first one's return is after `middle`)
     money.capture(bob, books, 10_000, captured=9_999)
+    yen = money.capture(yen_payer, noodles, 1_480, currency="jpy")  # fee 44
+    money.refund(noodles, yen, 480)
+    money.payout(noodles, 600)
     money.set_fee(books, 0)
     money.capture(alice, books, 1_234)
     money.payout(books, 5_000)
     money.process()
     money.payout(cafe, 1_000)  # left pending
     money.clock.advance(step)
-    return [cafe, grocer, books, agent_shop], middle, money.clock.now()
+    return [cafe, grocer, books, agent_shop, noodles], middle, money.clock.now()
 
 
 def test_the_export_ties_out_to_the_ledger_after_a_mixed_run(
@@ -115,6 +119,8 @@ def test_the_export_ties_out_to_the_ledger_after_a_mixed_run(
     assert grocer.closing_balance == 5_000
     assert system_balance(store, "clearing") == 1_000
     assert report.totals()["usd"].fees > 0 and report.totals()["usd"].fees_returned > 0
+    assert (report.totals()["jpy"].fees, report.totals()["jpy"].fees_returned) == (44, 14)
+    assert system_balance(store, "platform_fees", "jpy") == 30
 
     first = money.reconcile(end=middle)
     second = money.reconcile(start=middle, end=end)

@@ -29,11 +29,12 @@ Amounts are integers in minor units and currencies lowercase ISO 4217, as on the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +45,7 @@ from paywarden.sdk.errors import ConnectionFailed, from_response
 from paywarden.sdk.resources import (
     Agents,
     Approvals,
+    AsyncPayments,
     CheckoutSessions,
     Mandates,
     Orders,
@@ -52,7 +54,7 @@ from paywarden.sdk.resources import (
 )
 from paywarden.sdk.signing import AgentKey
 
-__all__ = ["Client", "Json"]
+__all__ = ["AsyncClient", "Client", "Json"]
 
 Json = dict[str, Any]
 RETRY_STATUSES = frozenset({429, 503})
@@ -63,7 +65,97 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Client:
+class _Settings:
+    """What the two clients share: credentials, the retry policy, signing and backoff."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        agent_key: AgentKey | None,
+        retries_max: int,
+        backoff_s: float,
+        backoff_max_s: float,
+        api_version: str | None,
+        clock: Callable[[], datetime],
+        jitter: Callable[[], float],
+    ) -> None:
+        if api_key and agent_key:
+            raise ValueError("give api_key or agent_key, not both: a request has one principal")
+        if retries_max < 0 or backoff_s < 0 or backoff_max_s < 0:
+            raise ValueError("retries_max, backoff_s and backoff_max_s cannot be negative")
+        self.api_key = api_key
+        self.agent_key = agent_key
+        self.retries_max = retries_max
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self._clock = clock
+        self._jitter = jitter
+        self._default_headers = {"User-Agent": "paywarden-sdk", "Accept": "application/json"}
+        if api_version:
+            self._default_headers["Paywarden-Version"] = api_version
+        self.attempts = 0  # requests sent, retries included: for tests and diagnostics
+
+    def _prepare(
+        self,
+        method: str,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+        idempotency_key: str | None,
+    ) -> tuple[bytes, dict[str, str], dict[str, str]]:
+        """The body's bytes, the headers every attempt repeats, and the query."""
+        content = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
+        headers: dict[str, str] = {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if method == "POST":
+            headers["Idempotency-Key"] = idempotency_key or f"sdk_{secrets.token_hex(16)}"
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        return content, headers, query
+
+    def _sign(self, request: httpx.Request, content: bytes) -> None:
+        """Sign this attempt (a new nonce and ``created`` each time) in agent mode."""
+        self.attempts += 1
+        if self.agent_key is None:
+            return
+        url = request.url
+        signed = self.agent_key.headers(
+            request.method,
+            url.netloc.decode("ascii"),
+            url.raw_path.decode("ascii").partition("?")[0],
+            url.query.decode("ascii"),
+            content,
+            now=self._clock(),
+            scheme=url.scheme,
+        )
+        request.headers.update(signed)
+
+    def _delay(self, attempt: int, retry_after_s: float | None) -> float:
+        backoff: float = min(self.backoff_max_s, self.backoff_s * 2.0**attempt) * self._jitter()
+        if retry_after_s is not None:
+            backoff = max(backoff, retry_after_s)
+        return min(self.backoff_max_s, backoff)
+
+    def _wait_before_retry(
+        self, attempt: int, method: str, path: str, outcome: httpx.Response | Exception
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None to stop here (the answer is
+        final, or this was the last attempt: a transport error then raises)."""
+        last = attempt == self.retries_max
+        if isinstance(outcome, Exception):
+            if last:
+                raise ConnectionFailed(
+                    f"{method} {path}: {type(outcome).__name__}: {outcome}"
+                ) from outcome
+            return self._delay(attempt, None)
+        if not last and _retryable(outcome):
+            return self._delay(attempt, _retry_after(outcome))
+        return None
+
+
+class Client(_Settings):
     """A synchronous client; thread-safe as ``httpx.Client`` is. Close it (or use ``with``)."""
 
     def __init__(
@@ -82,23 +174,19 @@ class Client:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        if api_key and agent_key:
-            raise ValueError("give api_key or agent_key, not both: a request has one principal")
-        if retries_max < 0 or backoff_s < 0 or backoff_max_s < 0:
-            raise ValueError("retries_max, backoff_s and backoff_max_s cannot be negative")
-        self.api_key = api_key
-        self.agent_key = agent_key
-        self.retries_max = retries_max
-        self.backoff_s = backoff_s
-        self.backoff_max_s = backoff_max_s
-        self._clock = clock
+        super().__init__(
+            api_key=api_key,
+            agent_key=agent_key,
+            retries_max=retries_max,
+            backoff_s=backoff_s,
+            backoff_max_s=backoff_max_s,
+            api_version=api_version,
+            clock=clock,
+            jitter=jitter,
+        )
         self._sleep = sleep
-        self._jitter = jitter
-        headers = {"User-Agent": "paywarden-sdk", "Accept": "application/json"}
-        if api_version:
-            headers["Paywarden-Version"] = api_version
         self._http = httpx.Client(
-            base_url=base_url, transport=transport, timeout=timeout_s, headers=headers
+            base_url=base_url, transport=transport, timeout=timeout_s, headers=self._default_headers
         )
         self.agents = Agents(self)
         self.mandates = Mandates(self)
@@ -107,7 +195,6 @@ class Client:
         self.products = Products(self)
         self.checkout_sessions = CheckoutSessions(self)
         self.orders = Orders(self)
-        self.attempts = 0  # requests sent, retries included: for tests and diagnostics
 
     def __enter__(self) -> Client:
         return self
@@ -121,8 +208,6 @@ class Client:
     @property
     def base_url(self) -> str:
         return str(self._http.base_url).rstrip("/")
-
-    # --- the one request path -----------------------------------------------------------------
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Json:
         return self.request("GET", path, params=params)
@@ -148,57 +233,122 @@ class Client:
         """Send one request (with its retries) and return the JSON object answered, or raise
         the server's error."""
         method = method.upper()
-        content = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
-        headers: dict[str, str] = {}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        if method == "POST":
-            headers["Idempotency-Key"] = idempotency_key or f"sdk_{secrets.token_hex(16)}"
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        content, headers, query = self._prepare(method, body, params, idempotency_key)
         for attempt in range(self.retries_max + 1):
             request = self._http.build_request(
                 method, path, content=content or None, params=query or None, headers=headers
             )
             self._sign(request, content)
-            self.attempts += 1
-            last = attempt == self.retries_max
+            outcome: httpx.Response | Exception
             try:
-                response = self._http.send(request)
+                outcome = self._http.send(request)
             except httpx.TransportError as error:
-                if last:
-                    raise ConnectionFailed(
-                        f"{method} {path}: {type(error).__name__}: {error}"
-                    ) from error
-                self._sleep(self._delay(attempt, None))
-                continue
-            if not last and _retryable(response):
-                self._sleep(self._delay(attempt, _retry_after(response)))
-                continue
-            return _result(response)
+                outcome = error
+            wait_s = self._wait_before_retry(attempt, method, path, outcome)
+            if wait_s is None:
+                assert isinstance(outcome, httpx.Response)
+                return _result(outcome)
+            self._sleep(wait_s)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _sign(self, request: httpx.Request, content: bytes) -> None:
-        if self.agent_key is None:
-            return
-        url = request.url
-        signed = self.agent_key.headers(
-            request.method,
-            url.netloc.decode("ascii"),
-            url.raw_path.decode("ascii").partition("?")[0],
-            url.query.decode("ascii"),
-            content,
-            now=self._clock(),
-            scheme=url.scheme,
-        )
-        request.headers.update(signed)
 
-    def _delay(self, attempt: int, retry_after_s: float | None) -> float:
-        backoff: float = min(self.backoff_max_s, self.backoff_s * 2.0**attempt) * self._jitter()
-        if retry_after_s is not None:
-            backoff = max(backoff, retry_after_s)
-        return min(self.backoff_max_s, backoff)
+class AsyncClient(_Settings):
+    """The asynchronous twin of :class:`Client`: the same options and resources, whose
+    methods are awaited (``await pw.payments.create(...)``). Close it with ``aclose`` (or use
+    ``async with``). Its transport is an ``httpx.AsyncBaseTransport`` (``httpx.ASGITransport``
+    runs it against the ASGI app in-process)."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        api_key: str | None = None,
+        agent_key: AgentKey | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 30.0,
+        retries_max: int = 3,
+        backoff_s: float = 0.25,
+        backoff_max_s: float = 8.0,
+        api_version: str | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            agent_key=agent_key,
+            retries_max=retries_max,
+            backoff_s=backoff_s,
+            backoff_max_s=backoff_max_s,
+            api_version=api_version,
+            clock=clock,
+            jitter=jitter,
+        )
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(
+            base_url=base_url, transport=transport, timeout=timeout_s, headers=self._default_headers
+        )
+        self.agents = Agents(self)
+        self.mandates = Mandates(self)
+        self.payments = AsyncPayments(self)
+        self.approvals = Approvals(self)
+        self.products = Products(self)
+        self.checkout_sessions = CheckoutSessions(self)
+        self.orders = Orders(self)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url).rstrip("/")
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Awaitable[Json]:
+        return self.request("GET", path, params=params)
+
+    def post(
+        self,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Awaitable[Json]:
+        return self.request("POST", path, body=body or {}, idempotency_key=idempotency_key)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Json:
+        """As :meth:`Client.request`, awaited."""
+        method = method.upper()
+        content, headers, query = self._prepare(method, body, params, idempotency_key)
+        for attempt in range(self.retries_max + 1):
+            request = self._http.build_request(
+                method, path, content=content or None, params=query or None, headers=headers
+            )
+            self._sign(request, content)
+            outcome: httpx.Response | Exception
+            try:
+                outcome = await self._http.send(request)
+            except httpx.TransportError as error:
+                outcome = error
+            wait_s = self._wait_before_retry(attempt, method, path, outcome)
+            if wait_s is None:
+                assert isinstance(outcome, httpx.Response)
+                return _result(outcome)
+            await self._sleep(wait_s)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _query_value(value: Any) -> str:

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
         259_200.0, gt=0, description="how long a webhook is retried before it is dead-lettered"
     )
     webhook_timeout_s: float = Field(10.0, gt=0, le=60, description="one webhook POST's timeout")
+    webhook_lease_s: float = Field(
+        60.0, gt=0, description="a claimed delivery is sent again after this if its worker died"
+    )
     public_url: str | None = Field(
         None, description="the base URL clients reach this server at (order permalinks)"
     )

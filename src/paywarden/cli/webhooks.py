@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 import signal
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -57,12 +58,28 @@ def worker(
     poll_interval_s: Annotated[
         float | None, typer.Option("--poll-interval", help="seconds between idle rounds")
     ] = None,
+    batch_max: Annotated[
+        int, typer.Option("--batch-max", min=1, max=500, help="deliveries claimed per round")
+    ] = 50,
 ) -> None:
     """Deliver webhooks until SIGTERM, printing a line per attempt."""
-    from paywarden.cli.main import _runtime  # noqa: PLC0415
+    # Only what delivery needs is imported (not the API): a restarted worker is back fast.
+    from paywarden.config import load_master_key, load_settings  # noqa: PLC0415
+    from paywarden.store.engine import make_engine  # noqa: PLC0415
+    from paywarden.store.unit_of_work import Store  # noqa: PLC0415
     from paywarden.worker.delivery import DeliveryWorker, Outcome, retry_policy  # noqa: PLC0415
 
-    rt = _runtime(config, database_url)
+    settings = load_settings(config, database_url=database_url)
+    try:
+        master_key = load_master_key(settings)
+    except (FileNotFoundError, ValueError) as error:
+        typer.echo(f"webhook worker: {error}", err=True)
+        raise typer.Exit(2) from None
+    engine = make_engine(
+        settings.database_url,
+        pool_size=min(settings.database_pool_size, 10),
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -73,14 +90,17 @@ def worker(
 
     def show(outcome: Outcome) -> None:
         typer.echo(outcome.line())
+        sys.stdout.flush()
 
-    delivery = DeliveryWorker(rt.store, rt.master_key, retry_policy(rt.settings), on_outcome=show)
+    delivery = DeliveryWorker(
+        Store(engine), master_key, retry_policy(settings), on_outcome=show, batch_max=batch_max
+    )
     typer.echo("webhook worker: delivering; SIGTERM stops", err=True)
     try:
-        delivery.run(stop, poll_interval_s or rt.settings.webhook_poll_interval_s)
+        delivery.run(stop, poll_interval_s or settings.webhook_poll_interval_s)
     finally:
         delivery.close()
-        rt.store.engine.dispose()
+        engine.dispose()
     typer.echo("webhook worker: stopped", err=True)
 
 

@@ -1,10 +1,11 @@
-"""``python -m paywarden.worker``: the same as ``paywarden webhooks worker``."""
+"""``python -m paywarden.worker``: the same as ``paywarden webhooks worker``, without loading
+the rest of the command line."""
 
 from __future__ import annotations
 
-import sys
+import typer
 
-from paywarden.cli.main import app
+from paywarden.cli.webhooks import worker
 
 if __name__ == "__main__":
-    app(["webhooks", "worker", *sys.argv[1:]], prog_name="paywarden")
+    typer.run(worker)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
-from starlette.concurrency import run_in_threadpool
 
 import paywarden
 from paywarden.config import Settings
@@ -48,7 +47,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         base_s=settings.webhook_retry_base_s,
         cap_s=max(settings.webhook_retry_cap_s, settings.webhook_retry_base_s),
         window_s=settings.webhook_retry_window_s,
-        lease_s=max(60.0, settings.webhook_timeout_s * 3),
+        lease_s=max(settings.webhook_lease_s, settings.webhook_timeout_s * 2),
         timeout_s=settings.webhook_timeout_s,
         permalink_base=base,
     )
@@ -189,13 +188,13 @@ async def deliver_in_process(
         while True:
             await asyncio.sleep(settings.webhook_poll_interval_s)
             try:
-                if not await run_in_threadpool(
+                if not await asyncio.to_thread(
                     store.run, webhook_delivery.any_enabled_endpoint, read_only=True
                 ):
                     continue
                 if worker is None:
                     worker = DeliveryWorker(store, master_key(), retry_policy(settings))
-                while await run_in_threadpool(worker.run_once):
+                while await asyncio.to_thread(worker.run_once):
                     pass
             except Exception:
                 log.exception("webhook delivery round failed; retrying next round")

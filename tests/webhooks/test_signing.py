@@ -1,0 +1,133 @@
+"""Webhook signatures against independent verifiers, ACP bodies against the ACP schema, and
+secrets sealed at rest."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from paywarden.kernel.errors import PaywardenError
+from paywarden.services import webhook_payloads
+from paywarden.trust import webhook_signing as ws
+from webhook_support import acp_signature_valid, order_object
+
+SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "acp-2026-04-17"
+
+
+def new_secret() -> str:
+    return ws.format_secret(secrets.token_bytes(32))
+
+
+def test_standard_webhooks_verifies_our_signature() -> None:
+    secret = new_secret()
+    body = json.dumps({"type": "order.created", "data": {"object": {"id": "ord_1"}}}).encode()
+    now = int(time.time())
+    headers = ws.standard_headers([secret], "evt_1", now, body).as_dict()
+    assert Webhook(secret).verify(body, headers) is not None
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(body + b" ", headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(body, {**headers, "webhook-id": "evt_2"})
+
+
+def test_during_a_rotation_either_secret_verifies() -> None:
+    new, old = new_secret(), new_secret()
+    body = b'{"a":1}'
+    headers = ws.standard_headers([new, old], "evt_9", int(time.time()), body).as_dict()
+    assert headers["webhook-signature"].count("v1,") == 2
+    for secret in (new, old):
+        Webhook(secret).verify(body, headers)
+        assert ws.verify_standard(secret, headers, body, now_s=int(time.time()))
+
+
+def test_our_own_standard_check_refuses_stale_or_forged() -> None:
+    secret = new_secret()
+    headers = ws.standard_headers([secret], "evt_1", 1_000_000, b"{}").as_dict()
+    assert ws.verify_standard(secret, headers, b"{}", now_s=1_000_000 + ws.TOLERANCE_S)
+    assert not ws.verify_standard(secret, headers, b"{}", now_s=1_000_000 + ws.TOLERANCE_S + 1)
+    assert not ws.verify_standard(secret, headers, b"{ }", now_s=1_000_000)
+
+
+def test_the_acp_merchant_signature_matches_the_spec() -> None:
+    secret = new_secret()
+    body = b'{"type":"order_create","data":{"type":"order","id":"ord_1"}}'
+    header = ws.merchant_signature(secret, 1_709_123_456, body)
+    assert acp_signature_valid(secret, header, body)  # the check written from the spec
+    assert not acp_signature_valid(secret, header, body[:-1] + b" ")
+    assert not acp_signature_valid(new_secret(), header, body)
+    assert ws.verify_merchant_signature(secret, header, body, now_s=1_709_123_456 + 300)
+    assert not ws.verify_merchant_signature(secret, header, body, now_s=1_709_123_456 + 301)
+    assert ws.parse_merchant_signature("t=1,v1=zz") is None
+
+
+def _acp_event_validator() -> Draft202012Validator:
+    yaml = pytest.importorskip("yaml")
+    if not SPEC.is_dir():
+        pytest.skip(f"the ACP spec is not at {SPEC}")
+    webhook = yaml.safe_load((SPEC / "openapi/openapi.agentic_checkout_webhook.yaml").read_text())
+    checkout = yaml.safe_load((SPEC / "openapi/openapi.agentic_checkout.yaml").read_text())
+    base = "https://acp.example/openapi/"
+    registry = Registry().with_resources(
+        [
+            (base + "openapi.agentic_checkout_webhook.yaml", Resource.opaque(webhook)),
+            (base + "openapi.agentic_checkout.yaml", Resource.opaque(checkout)),
+        ]
+    )
+    schema: dict[str, Any] = {
+        "$id": base + "event.json",
+        "$ref": "openapi.agentic_checkout_webhook.yaml#/components/schemas/WebhookEvent",
+    }
+    return Draft202012Validator(schema, registry=registry)
+
+
+@pytest.mark.parametrize(
+    "event_type, status, refunds",
+    [
+        ("order.created", "created", []),
+        ("order.updated", "ready_for_pickup", []),
+        (
+            "order.updated",
+            "completed",
+            [{"id": "ref_1", "amount": 300, "currency": "usd", "created": "2026-11-29T10:00:00Z"}],
+        ),
+    ],
+)
+def test_acp_order_events_follow_the_acp_webhook_schema(
+    event_type: str, status: str, refunds: list[dict[str, Any]]
+) -> None:
+    validator = _acp_event_validator()
+    order = {**order_object("ord_7", "mer_1", status), "refunds": refunds}
+    order["amount_refunded"] = sum(r["amount"] for r in refunds)
+    body = webhook_payloads.acp_body(event_type, {"object": order}, "https://pay.example")
+    assert body is not None
+    event = json.loads(body)
+    errors = [e.message for e in validator.iter_errors(event)]
+    assert errors == []
+    assert event["type"] == webhook_payloads.ACP_EVENT_TYPES[event_type]
+    assert event["data"]["permalink_url"] == "https://pay.example/v1/orders/ord_7"
+    assert event["data"]["status"] in {"created", "processing", "completed"}
+    if refunds:
+        assert event["data"]["adjustments"][0]["type"] == "refund"
+    assert webhook_payloads.acp_body("payment.succeeded", {"object": order}, "x") is None
+
+
+def test_secrets_are_sealed_to_their_endpoint() -> None:
+    master = secrets.token_bytes(32)
+    secret = new_secret()
+    sealed = ws.seal_webhook_secret(master, secrets.token_bytes(12), "whe_a", secret)
+    assert secret not in sealed and secret.removeprefix("whsec_") not in sealed
+    assert ws.open_webhook_secret(master, "whe_a", sealed) == secret
+    with pytest.raises(PaywardenError, match="does not open"):
+        ws.open_webhook_secret(master, "whe_b", sealed)  # copied to another endpoint's row
+    with pytest.raises(PaywardenError, match="another master key"):
+        ws.open_webhook_secret(secrets.token_bytes(32), "whe_a", sealed)

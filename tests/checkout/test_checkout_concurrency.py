@@ -51,3 +51,33 @@ def test_the_last_items_are_sold_once(store: Store, clock: FakeClock, sku: str, 
     assert shop.stock(sku) == 0
     price = sessions[0].amount_total
     assert shop.world.balance(shop.world.merchant) == stock * price
+
+
+def test_one_session_completed_at_once_is_paid_once(store: Store, clock: FakeClock) -> None:
+    """The agent retries a completion with fresh idempotency keys while the first runs:
+    exactly one payment, one order."""
+    shop: Shop = make_shop(store, clock)
+    mandate = shop.mandate()
+    session = shop.create(LineRequest("beans", 1))
+    barrier = threading.Barrier(BUYERS)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def complete() -> None:
+        barrier.wait(timeout=JOIN_TIMEOUT_S)
+        try:
+            outcome = shop.complete(session, mandate).status
+        except Conflict as error:
+            outcome = error.code
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=complete) for _ in range(BUYERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=JOIN_TIMEOUT_S)
+    counts = Counter(outcomes)
+    assert counts == {"completed": 1, "checkout_session_completed": BUYERS - 1}, counts
+    assert shop.stock("beans") == 2
+    assert shop.world.balance(shop.world.merchant) == session.amount_total

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from payment_support import budget, make_world, payees
@@ -303,3 +305,23 @@ def test_a_deleted_endpoint_gets_nothing_more(store: Store, clock: FakeClock) ->
     transport = Transport()
     assert worker(store, transport).run_once() == []
     assert [r.status for r in deliveries(store, hook["id"])] == ["canceled"]
+
+
+@given(
+    attempts=st.integers(min_value=1, max_value=500),
+    fraction=st.floats(min_value=0.0, max_value=1.0),
+    elapsed_s=st.integers(min_value=0, max_value=4 * 86400),
+)
+def test_the_next_attempt_is_never_past_the_deadline_nor_above_the_ceiling(
+    attempts: int, fraction: float, elapsed_s: int
+) -> None:
+    created = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    until = created + timedelta(seconds=POLICY.window_s)
+    now = created + timedelta(seconds=elapsed_s)
+    when = webhook_delivery.next_attempt_at(POLICY, attempts, now, until, fraction)
+    if now >= until:
+        assert when is None  # dead-lettered
+        return
+    assert when is not None and now < when <= until
+    ceiling_s = min(POLICY.cap_s, POLICY.base_s * 2 ** min(attempts - 1, 40))
+    assert (when - now).total_seconds() <= max(1.0, ceiling_s)

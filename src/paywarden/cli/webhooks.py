@@ -152,10 +152,10 @@ def listen(
 ) -> None:
     """Stream your new events to a local endpoint, signed (Standard Webhooks)."""
     signing = secret or format_secret(secrets.token_bytes(32))
-    typer.echo(f"forwarding to {forward_to}; signing secret: {signing}", err=True)
     forwarded = 0
     with _client(api_key, api_base) as client, httpx.Client(timeout=10.0) as local:
         cursor = _newest_event(client, events)
+        typer.echo(f"forwarding new events to {forward_to}; signing secret: {signing}", err=True)
         while max_events is None or forwarded < max_events:
             batch = _events_after(client, cursor, events)
             for event in batch:

@@ -53,7 +53,8 @@ CSRF_FIELD = "csrf_token"
 FORM_FIELDS_MAX = 20
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+        "connect-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
@@ -71,7 +72,11 @@ _templates = Environment(
 
 
 def stylesheet() -> str:
-    return resources.files("paywarden.web").joinpath("static/paywarden.css").read_text("utf-8")
+    return static_text("paywarden.css")
+
+
+def static_text(name: str) -> str:
+    return resources.files("paywarden.web").joinpath(f"static/{name}").read_text("utf-8")
 
 
 def _keys(request: Request) -> SessionKeys:

@@ -36,6 +36,7 @@ from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import approvals, dashboard, identity, mandates, payments, web_access
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.web import i18n, pages
+from paywarden.web.console import router as console_router
 from paywarden.web.dashboard import router as dashboard_router
 from paywarden.web.operator import router as operator_router
 from paywarden.web.session import Session, anonymous, signed_in
@@ -59,6 +60,15 @@ def stylesheet() -> Response:
     return Response(
         pages.stylesheet(),
         media_type="text/css",
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/static/console.js")
+def console_script() -> Response:
+    return Response(
+        pages.static_text("console.js"),
+        media_type="text/javascript",
         headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
     )
 
@@ -434,3 +444,4 @@ async def approval_decision(request: Request, approval_id: str) -> Response:
 # The dashboard pages live in their own module; they share this router's place in the app.
 router.include_router(dashboard_router)
 router.include_router(operator_router)
+router.include_router(console_router)

@@ -34,6 +34,7 @@ from paywarden.worker.delivery import retry_policy
 __all__ = ["router"]
 
 router = APIRouter(tags=["webhooks"])
+DISPATCH_BATCHES_MAX = 50
 Limit = Query(None, ge=1, le=100, description="page size, 1 to 100 (default 10)")
 After = Query(None, max_length=40, description="id of the last item of the previous page")
 Before = Query(None, max_length=40, description="only items newer than this id")
@@ -95,7 +96,11 @@ async def _get(
     rt = runtime(request)
     if dispatch:
         policy = retry_policy(rt.settings)
-        await run_in_threadpool(rt.store.run, lambda uow: webhook_delivery.fan_out(uow, policy))
+        for _batch in range(DISPATCH_BATCHES_MAX):  # a backlog is indexed on first read
+            if not await run_in_threadpool(
+                rt.store.run, lambda uow: webhook_delivery.fan_out(uow, policy)
+            ):
+                break
     body = await run_in_threadpool(rt.store.run, lambda uow: work(uow, principal), read_only=True)
     return json_response(200, json.dumps(_render(body)), version=version)
 

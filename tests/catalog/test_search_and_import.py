@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog_support import Shop, make_shop
-from paywarden.services import catalog
+from paywarden.services import catalog, catalog_import
 from paywarden.services.catalog import SearchQuery
 from paywarden.store import schema
 from paywarden.store.tables_catalog import products
@@ -130,9 +130,9 @@ tea,Green tea again,,drinks,360,,,,
 
 def run_import(store: Store, merchant_id: str, content: str, fmt: str) -> dict[str, Any]:
     def work(uow: Any) -> dict[str, Any]:
-        rows = catalog.parse_import(content, fmt)
-        report = catalog.import_rows(uow, None, merchant_id, False, rows)
-        return catalog.record_import(uow, merchant_id, False, fmt, report)
+        rows = catalog_import.parse_import(content, fmt)
+        report = catalog_import.import_rows(uow, None, merchant_id, False, rows)
+        return catalog_import.record_import(uow, merchant_id, False, fmt, report)
 
     return store.run(work)
 

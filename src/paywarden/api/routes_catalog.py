@@ -29,7 +29,7 @@ from paywarden.api.http import authenticated, body_docs, json_response, post, re
 from paywarden.commerce.catalog import parse_draft
 from paywarden.kernel.errors import InvalidRequest, NotFound
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.services import catalog, merchants
+from paywarden.services import catalog, catalog_import, merchants
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = ["router"]
@@ -372,8 +372,8 @@ async def import_catalog(request: Request) -> Response:
 
     def work(uow: UnitOfWork, p: Principal, b: ImportBody) -> Any:
         mid = own_merchant(p, b.merchant)
-        rows = catalog.parse_import(b.content, b.format)
-        report = catalog.import_rows(uow, p, mid, p.livemode, rows)
-        return catalog.record_import(uow, mid, p.livemode, b.format, report)
+        rows = catalog_import.parse_import(b.content, b.format)
+        report = catalog_import.import_rows(uow, p, mid, p.livemode, rows)
+        return catalog_import.record_import(uow, mid, p.livemode, b.format, report)
 
     return await post(request, ImportBody, work, render=_ok(201))

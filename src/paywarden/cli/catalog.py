@@ -56,30 +56,32 @@ def import_file(
 ) -> None:
     """Import products: valid rows are created or updated by sku, invalid ones reported."""
     from paywarden.kernel.errors import PaywardenError  # noqa: PLC0415
-    from paywarden.services import catalog, identity  # noqa: PLC0415
+    from paywarden.services import catalog_import, identity  # noqa: PLC0415
 
     fmt = (fmt or file.suffix.lstrip(".")).lower()
     rt = _runtime(config, database_url)
     try:
         rt.store.run(lambda uow: identity.get_merchant(uow, merchant, live), read_only=True)
-        rows = catalog.parse_import(file.read_text(encoding="utf-8-sig"), fmt)
+        rows = catalog_import.parse_import(file.read_text(encoding="utf-8-sig"), fmt)
     except PaywardenError as error:
         console.print(f"[red]{error.message}[/]")
         raise typer.Exit(2) from None
-    report = catalog.ImportReport()
+    report = catalog_import.ImportReport()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(f"importing {file.name}", total=len(rows))
         for start in range(0, len(rows), BATCH_ROWS):
             batch = rows[start : start + BATCH_ROWS]
             done = rt.store.run(
-                lambda uow, b=batch, s=start: catalog.import_rows(
+                lambda uow, b=batch, s=start: catalog_import.import_rows(
                     uow, None, merchant, live, b, first_row=s + 1
                 )
             )
             report.add(done)
             progress.advance(task, len(batch))
-    record = rt.store.run(lambda uow: catalog.record_import(uow, merchant, live, fmt, report))
+    record = rt.store.run(
+        lambda uow: catalog_import.record_import(uow, merchant, live, fmt, report)
+    )
     _print_report(record)
     if report.errors:
         raise typer.Exit(1)

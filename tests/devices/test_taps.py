@@ -14,7 +14,10 @@ from device_support import DeviceWorld, captures_for, make_device_world
 from paywarden.devices.client import DeviceClient
 from paywarden.devices.simulators import Terminal
 from paywarden.kernel.clock import FakeClock
+from paywarden.kernel.errors import AuthenticationFailed
+from paywarden.services import devices, taps
 from paywarden.trust.keys import ed25519_private_key
+from paywarden.trust.tap import TapData
 
 
 @pytest.fixture
@@ -197,3 +200,25 @@ def test_a_user_device_cannot_submit_taps(world: DeviceWorld) -> None:
     message = world.message(450)
     refused = world.glasses_client.post("/v1/device/taps", message, secrets.token_hex(8))
     assert refused.status_code == 403
+
+
+def test_a_revocation_committed_after_admission_wins(world: DeviceWorld, api: Api) -> None:
+    """The tap's own transaction re-reads (and locks) the terminal and the device: a
+    request admitted just before a revocation commits nothing after it."""
+    admitted = api.store.run(lambda uow: devices.load_device(uow, world.terminal.terminal_id))
+    assert admitted is not None and admitted.status == "active"
+    assert (
+        world.post(f"/v1/devices/{admitted.id}/revoke", world.merchant_key, {}).status_code == 200
+    )
+    message = world.message(450)
+
+    def late(uow: Any) -> Any:
+        return taps.submit(
+            uow, admitted, TapData(**message["tap"]), message["cryptogram"],
+            master_key=bytes(32), issuer="https://paywarden.test",
+        )  # fmt: skip
+
+    with pytest.raises(AuthenticationFailed) as refused:
+        api.store.run(late)
+    assert refused.value.code == "device_revoked"
+    assert captures_for(api.store.engine, world.merchant["id"]) == (0, 0)

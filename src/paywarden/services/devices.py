@@ -76,6 +76,7 @@ __all__ = [
     "capture",
     "confirm_approval",
     "confirmation_outcome",
+    "current",
     "get_device",
     "get_token",
     "hold",
@@ -467,6 +468,15 @@ def admit(
     return _device(row)
 
 
+def current(uow: UnitOfWork, device: DeviceRecord) -> DeviceRecord:
+    """The device re-read and locked in the caller's transaction, still active: a
+    revocation that committed after the request was admitted wins over it."""
+    fresh = load_device(uow, device.id, lock=True)
+    if fresh is None or fresh.status != "active":
+        raise AuthenticationFailed("this device is revoked", code="device_revoked")
+    return fresh
+
+
 def acting_user(device: DeviceRecord) -> Principal:
     """The user a device speaks for, with the device named as the key that spoke."""
     return Principal(
@@ -689,7 +699,8 @@ def confirm_approval(
     risk: RiskConfig | None = None,
 ) -> tuple[ConfirmationRecord, approvals.ApprovalRecord]:
     """The device confirms its user's pending approval; see the module docstring."""
-    user = acting_user(user_device(device))
+    device = current(uow, user_device(device))
+    user = acting_user(device)
     pending = approvals.get(uow, user, approval_id)
     if pending.user_id != device.user_id:
         raise NotFound(f"no such approval: {approval_id}", param="$.approval")

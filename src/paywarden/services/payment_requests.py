@@ -257,8 +257,7 @@ def pay_with_device(
 ) -> ConfirmationRecord:
     """A user's device pays a QR request on its own word (see the module docstring); the
     confirmation record, ``succeeded`` with its transfer and receipt or ``declined``."""
-    devices.user_device(device)
-    device = devices.load_device(uow, device.id, lock=True) or device
+    device = devices.current(uow, devices.user_device(device))
     record, value = _payable(uow, payload, device.livemode, amount, secret)
     expected = (value, record.currency, record.merchant_id, None)
     reasons = devices.confirmation_outcome(device, confirmation, signature, expected)

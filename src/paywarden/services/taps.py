@@ -8,9 +8,10 @@
 
 1. the message hash (:func:`paywarden.trust.tap.message_hash`) is looked up: a message seen
    before gets its stored answer, whatever it was, and nothing else happens;
-2. the device row, then the token row, are locked ``FOR UPDATE`` (the order revocation
-   uses), and the hash is looked up again: an identical message that committed while this
-   one waited is answered from its row;
+2. the terminal row (still active: a terminal revoked after the request was admitted
+   submits nothing), the device row, then the token row are locked ``FOR UPDATE`` (the
+   order revocation uses), and the hash is looked up again: an identical message that
+   committed while this one waited is answered from its row;
 3. :func:`paywarden.trust.tap.judge` (cryptogram, token and device status, domain, terminal,
    counter, window, limits), then the wallet's funds;
 4. approved: at a point of sale a hold captured at once; at a gate the fare (see below);
@@ -109,6 +110,7 @@ def submit(
     known = _stored(uow, digest)
     if known is not None:
         return known
+    terminal = devices.current(uow, terminal)
     token, device = _locked(uow, tap.token)
     known = _stored(uow, digest)
     if known is not None:

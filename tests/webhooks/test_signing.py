@@ -121,6 +121,62 @@ def test_acp_order_events_follow_the_acp_webhook_schema(
     assert webhook_payloads.acp_body("payment.succeeded", {"object": order}, "x") is None
 
 
+def commerce_order() -> dict[str, Any]:
+    """An order shaped as paywarden.services.orders.wire_order shapes it."""
+    return {
+        "id": "ord_9",
+        "object": "order",
+        "status": "out_for_delivery",
+        "checkout_session": "cs_9",
+        "merchant": "mer_1",
+        "agent": "agt_1",
+        "currency": "usd",
+        "amount_total": 1250,
+        "amount_refunded": 250,
+        "line_items": [
+            {
+                "id": "line_1",
+                "product": "prd_1",
+                "title": "Latte",
+                "quantity": 2,
+                "unit_amount": 500,
+                "totals": [{"type": "subtotal", "display_text": "Subtotal", "amount": 1000}],
+            }
+        ],
+        "totals": [
+            {"type": "items_base_amount", "display_text": "Item(s) total", "amount": 1000},
+            {"type": "fulfillment", "display_text": "Delivery", "amount": 250},
+            {"type": "total", "display_text": "Total", "amount": 1250},
+            {"type": "amount_refunded", "display_text": "Refunded", "amount": 250},
+            {"type": "made_up", "display_text": "?", "amount": 1},
+        ],
+        "refunds": [
+            {
+                "id": "ref_1",
+                "object": "order_refund",
+                "created": "2026-11-29T10:00:00.000Z",
+                "amount": 250,
+                "currency": "usd",
+                "reason": "late",
+            }
+        ],
+    }
+
+
+def test_a_commerce_order_maps_onto_the_acp_schema() -> None:
+    validator = _acp_event_validator()
+    body = webhook_payloads.acp_body("order.updated", {"object": commerce_order()}, "http://x")
+    assert body is not None
+    event = json.loads(body)
+    assert [e.message for e in validator.iter_errors(event)] == []
+    data = event["data"]
+    assert data["checkout_session_id"] == "cs_9" and data["status"] == "shipped"
+    assert [t["type"] for t in data["totals"]].count("amount_refunded") == 1
+    assert "made_up" not in {t["type"] for t in data["totals"]}
+    assert data["line_items"][0]["subtotal"] == 1000
+    assert data["adjustments"][0]["amount"] == 250
+
+
 def test_secrets_are_sealed_to_their_endpoint() -> None:
     master = secrets.token_bytes(32)
     secret = new_secret()

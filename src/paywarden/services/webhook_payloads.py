@@ -41,6 +41,22 @@ _ACP_STATUS = {
     "completed": "completed",
     "canceled": "canceled",
 }
+_ACP_TOTAL_TYPES = frozenset(
+    {
+        "items_base_amount",
+        "items_discount",
+        "subtotal",
+        "discount",
+        "fulfillment",
+        "tax",
+        "fee",
+        "gift_wrap",
+        "tip",
+        "store_credit",
+        "total",
+        "amount_refunded",
+    }
+)
 # paywarden's totals (a mapping) onto ACP Total types.
 _ACP_TOTALS = (
     ("items", "items_base_amount", "Items"),
@@ -180,10 +196,12 @@ def _acp_refund(refund: Any, currency: str | None) -> dict[str, Any] | None:
 def _acp_totals(order: dict[str, Any]) -> list[dict[str, Any]]:
     totals = order.get("totals")
     result: list[dict[str, Any]] = []
-    if isinstance(totals, list):  # already ACP-shaped
+    if isinstance(totals, list):  # already ACP-shaped: keep the types ACP defines
         for entry in totals:
             if isinstance(entry, dict) and _integer(entry.get("amount")) is not None:
-                kind = _text(entry, "type") or "total"
+                kind = _text(entry, "type") or ""
+                if kind not in _ACP_TOTAL_TYPES:
+                    continue
                 text = _text(entry, "display_text") or kind.replace("_", " ").title()
                 result.append({"type": kind, "display_text": text, "amount": entry["amount"]})
     elif isinstance(totals, dict):
@@ -195,7 +213,7 @@ def _acp_totals(order: dict[str, Any]) -> list[dict[str, Any]]:
     if total is not None and not any(t["type"] == "total" for t in result):
         result.append({"type": "total", "display_text": "Total", "amount": total})
     refunded = _integer(order.get("amount_refunded"))
-    if refunded:
+    if refunded and not any(t["type"] == "amount_refunded" for t in result):
         result.append({"type": "amount_refunded", "display_text": "Refunded", "amount": refunded})
     return result
 

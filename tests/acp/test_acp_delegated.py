@@ -17,6 +17,7 @@ from acp_support import (
     AcpSchema,
     AcpWorld,
     grant_mandate,
+    issue_acp_token,
     payment_data,
     register_signed_agent,
 )
@@ -189,8 +190,6 @@ def test_unknown_or_another_agents_token_is_refused(
         acp_api, other, world.user_id, world.user_key, world.merchant_id, 10_000
     )
     assert other_mandate
-    from acp_support import issue_acp_token  # noqa: PLC0415
-
     world.token = issue_acp_token(acp_api, platform_key, other.id)
     # The session is the first agent's: to the second it does not exist.
     assert complete(world, session["id"], token).status_code == 404

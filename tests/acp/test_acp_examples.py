@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -205,8 +206,6 @@ def test_error_409_idempotency_in_flight(world: AcpWorld, schema: AcpSchema) -> 
     )
     secret = world.api.client.app.state.runtime.secret  # type: ignore[attr-defined]
     fingerprint = idempotency.fingerprint(body, secret)
-    from datetime import timedelta  # noqa: PLC0415
-
     claimed = world.api.store.run(
         lambda uow: idempotency.claim(
             uow, scope, fingerprint, retention=timedelta(days=1), lock_s=60

@@ -3,6 +3,7 @@ approval is rejected: on both backends, through the services."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -62,21 +63,20 @@ def _balances(shop: Shop) -> tuple[int, int]:
     return shop.world.balance(str(shop.world.user.id)), shop.world.balance(shop.world.merchant)
 
 
-@pytest.mark.parametrize("field", sorted(TAMPERS))
-def test_a_cart_tampered_before_it_is_shown_is_refused(shop: Shop, field: str) -> None:
-    """The agent (or anyone between the merchant and the user) changes the cart it shows:
-    its hash is not the session's."""
-    session = shop.create(LineRequest("beans", 1))
-    shown = dict(session.cart)
-    shown["line_items"] = [dict(line) for line in shown["line_items"]]
-    shown["totals"] = dict(shown["totals"])
-    TAMPERS[field](shown)
-    assert hash_payload(shown) == cart_hash(cart_from_payload(shown))
-    before = _balances(shop)
-    with pytest.raises(Conflict) as caught:
-        shop.complete(session, shop.mandate(), cart_hash=hash_payload(shown))
-    assert caught.value.code == "cart_hash_mismatch"
-    assert _balances(shop) == before
+def test_a_cart_tampered_before_it_is_shown_is_refused(shop: Shop) -> None:
+    """The agent (or anyone between the merchant and the user) changes the cart it shows,
+    in any of price, quantity, total, currency, merchant: its hash is not the session's."""
+    mandate = shop.mandate()
+    for field, tamper in TAMPERS.items():
+        session = shop.create(LineRequest("beans", 1))
+        shown = copy.deepcopy(session.cart)
+        tamper(shown)
+        assert hash_payload(shown) == cart_hash(cart_from_payload(shown))
+        before = _balances(shop)
+        with pytest.raises(Conflict) as caught:
+            shop.complete(session, mandate, cart_hash=hash_payload(shown))
+        assert caught.value.code == "cart_hash_mismatch", field
+        assert _balances(shop) == before
 
 
 def _rewrite(shop: Shop, session_id: str, **values: Any) -> None:
@@ -87,28 +87,29 @@ def _rewrite(shop: Shop, session_id: str, **values: Any) -> None:
     shop.run(write)
 
 
-@pytest.mark.parametrize("field", sorted(TAMPERS))
 @pytest.mark.parametrize("rehash", [False, True], ids=["same-hash", "rehashed"])
-def test_a_stored_cart_tampered_after_signing_is_refused(
-    shop: Shop, field: str, rehash: bool
-) -> None:
+def test_a_stored_cart_tampered_after_signing_is_refused(shop: Shop, rehash: bool) -> None:
     """Someone with write access to the database changes the stored cart; rehashing it too
     still fails, because the merchant's signature covers the old hash."""
-    session = shop.create(LineRequest("beans", 1))
-    cart = dict(session.cart)
-    cart["line_items"] = [dict(line) for line in cart["line_items"]]
-    cart["totals"] = dict(cart["totals"])
-    TAMPERS[field](cart)
-    new_hash = hash_payload(cart) if rehash else session.cart_hash
-    _rewrite(shop, session.id, cart=cart, cart_hash=new_hash)
-    before = _balances(shop)
-    with pytest.raises((Conflict, InvalidRequest)) as caught:
-        shop.complete(session, shop.mandate(), cart_hash=new_hash)
-    expected = "cart_signature_invalid" if rehash and field in ("price", "quantity") else None
-    assert caught.value.code in {"cart_tampered", "cart_signature_invalid"}
-    if expected:
-        assert caught.value.code == expected
-    assert _balances(shop) == before
+    mandate = shop.mandate()
+    for field, tamper in TAMPERS.items():
+        session = shop.create(LineRequest("beans", 1))
+        cart = copy.deepcopy(session.cart)
+        tamper(cart)
+        new_hash = hash_payload(cart) if rehash else session.cart_hash
+        _rewrite(shop, session.id, cart=cart, cart_hash=new_hash)
+        before = _balances(shop)
+        with pytest.raises((Conflict, InvalidRequest)) as caught:
+            shop.complete(session, mandate, cart_hash=new_hash)
+        # price and quantity are only in the cart: its signature catches a rehashed one;
+        # total, currency and merchant also disagree with the session's own columns.
+        expected = (
+            "cart_signature_invalid"
+            if rehash and field in ("price", "quantity")
+            else "cart_tampered"
+        )
+        assert caught.value.code == expected, field
+        assert _balances(shop) == before
 
 
 @pytest.mark.parametrize(

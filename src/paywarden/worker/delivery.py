@@ -36,6 +36,7 @@ from paywarden.trust.webhook_signing import merchant_signature, standard_headers
 
 __all__ = ["DeliveryWorker", "Outcome", "deliver_in_process", "retry_policy", "signed_headers"]
 
+log = logging.getLogger("paywarden.webhooks")
 SENDERS_MAX = 8
 USER_AGENT = f"paywarden-webhooks/{paywarden.__version__}"
 
@@ -127,9 +128,16 @@ class DeliveryWorker:
             return list(pool.map(self._deliver, claims))
 
     def run(self, stop: threading.Event, poll_interval_s: float) -> None:
-        """Rounds until ``stop`` is set; a busy round is followed at once by the next."""
+        """Rounds until ``stop`` is set; a busy round is followed at once by the next. A
+        failed round (the database away, say) is logged and retried after a pause: claims
+        are leases, so nothing is lost."""
         while not stop.is_set():
-            if not self.run_once():
+            try:
+                busy = bool(self.run_once())
+            except Exception:
+                log.exception("webhook delivery round failed; retrying")
+                busy = False
+            if not busy:
                 stop.wait(poll_interval_s)
 
     def _deliver(self, claimed: Claim) -> Outcome:
@@ -172,9 +180,6 @@ def _read_excerpt(response: httpx.Response) -> str:
         if size >= limit:
             break
     return b"".join(chunks)[:limit].decode("utf-8", errors="replace")
-
-
-log = logging.getLogger("paywarden.webhooks")
 
 
 async def deliver_in_process(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -220,3 +221,15 @@ def test_the_approved_cart_completes_with_an_order(shop: Shop) -> None:
         ).scalar_one()
     )
     assert status == "approved"
+
+
+def test_an_expired_approval_releases_the_stock(shop: Shop) -> None:
+    pending, _ = _pending(shop)
+    assert shop.stock("beans") == 2
+    shop.clock.advance(timedelta(seconds=approvals.ApprovalPolicy().ttl_s + 1))
+    assert shop.run(approvals.expire_due) == 1
+    assert shop.stock("beans") == 3
+    after = shop.run(lambda uow: checkout.get(uow, shop.world.agent, pending.id))
+    assert after.status == "ready_for_payment"
+    assert after.messages[0]["code"] == "payment_declined"
+    assert "approval_expired" in after.messages[0]["content"]

@@ -14,8 +14,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from paywarden.kernel.errors import PaywardenError
-from paywarden.services import webhook_payloads
+from paywarden.kernel.errors import InvalidRequest, PaywardenError
+from paywarden.services import webhook_payloads, webhooks
 from paywarden.trust import webhook_signing as ws
 from webhook_support import acp_signature_valid, order_object
 
@@ -187,3 +187,33 @@ def test_secrets_are_sealed_to_their_endpoint() -> None:
         ws.open_webhook_secret(master, "whe_b", sealed)  # copied to another endpoint's row
     with pytest.raises(PaywardenError, match="another master key"):
         ws.open_webhook_secret(secrets.token_bytes(32), "whe_a", sealed)
+
+
+@pytest.mark.parametrize(
+    "url, livemode, ok",
+    [
+        ("http://127.0.0.1:4242/hooks", False, True),  # loopback: development, test mode
+        ("http://localhost/hooks", False, True),
+        ("https://hooks.example.com/x", True, True),
+        ("http://hooks.example.com/x", True, False),  # live mode: https only
+        ("https://127.0.0.1/x", True, False),  # ... and no loopback
+        ("https://10.0.0.8/x", True, False),  # ... nor private addresses
+        ("https://localhost/x", True, False),
+        ("ftp://hooks.example.com/x", False, False),
+        ("https://user:pw@hooks.example.com/x", False, False),
+        ("https:///nohost", False, False),
+    ],
+)
+def test_endpoint_urls(url: str, livemode: bool, ok: bool) -> None:
+    if ok:
+        assert webhooks.check_url(url, livemode) == url
+    else:
+        with pytest.raises(InvalidRequest):
+            webhooks.check_url(url, livemode)
+
+
+def test_acp_endpoints_take_only_order_events() -> None:
+    assert webhooks.check_event_types(["order.*"], "acp") == ["order.*"]
+    with pytest.raises(InvalidRequest):
+        webhooks.check_event_types(["payment.succeeded"], "acp")
+    assert webhooks.check_event_types(["payment.*", "*"], "standard") == ["*", "payment.*"]

@@ -233,3 +233,11 @@ def test_an_expired_approval_releases_the_stock(shop: Shop) -> None:
     assert after.status == "ready_for_payment"
     assert after.messages[0]["code"] == "payment_declined"
     assert "approval_expired" in after.messages[0]["content"]
+
+
+def test_a_session_total_changed_under_the_approval_voids_it(shop: Shop) -> None:
+    pending, approval_id = _pending(shop)
+    _rewrite(shop, pending.id, amount_total=pending.amount_total + 1)
+    before = _balances(shop)
+    assert _approve(shop, approval_id).status == "voided"
+    assert _balances(shop) == before

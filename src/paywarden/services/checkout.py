@@ -828,11 +828,18 @@ def _for_payment(uow: UnitOfWork, payment_id: str) -> CheckoutRecord | None:
 
 def payment_still_wanted(uow: UnitOfWork, payment: payments.PaymentRecord) -> bool:
     """False when the payment belongs to a checkout that no longer waits for it (canceled,
-    or its cart is not the one the payment is bound to): its approval must be voided."""
+    or its cart, total, currency or merchant is not what the payment is bound to): its
+    approval must be voided."""
     record = _for_payment(uow, payment.id)
     if record is None:
         return True
-    return record.status == Status.PENDING_APPROVAL and record.cart_hash == payment.cart_hash
+    return (
+        record.status == Status.PENDING_APPROVAL
+        and record.cart_hash == payment.cart_hash
+        and record.amount_total == payment.amount
+        and record.currency == payment.currency
+        and record.merchant_id == payment.merchant_id
+    )
 
 
 def payment_decided(

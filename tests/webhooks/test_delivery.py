@@ -325,3 +325,18 @@ def test_the_next_attempt_is_never_past_the_deadline_nor_above_the_ceiling(
     assert when is not None and now < when <= until
     ceiling_s = min(POLICY.cap_s, POLICY.base_s * 2 ** min(attempts - 1, 40))
     assert (when - now).total_seconds() <= max(1.0, ceiling_s)
+
+
+def test_the_webhook_history_of_an_order(store: Store, clock: FakeClock) -> None:
+    merchant = make_merchant(store)
+    endpoint(store, merchant, ["order.*"])
+    created = emit_event(store, "order.created", order_object("ord_h", str(merchant.id)))
+    updated = emit_event(
+        store, "order.updated", order_object("ord_h", str(merchant.id), "confirmed")
+    )
+    emit_event(store, "order.created", order_object("ord_other", str(merchant.id)))
+    worker(store, Transport(lambda _r: 500)).run_once()
+    history = store.run(lambda uow: webhooks.webhook_history(uow, "ord_h"), read_only=True)
+    assert [h["id"] for h in history] == [created, updated]
+    assert [len(h["deliveries"]) for h in history] == [1, 1]
+    assert history[0]["deliveries"][0]["attempts"][0]["status_code"] == 500

@@ -68,6 +68,7 @@ __all__ = [
     "rotate_secret",
     "trigger",
     "update_endpoint",
+    "webhook_history",
 ]
 
 ENDPOINT_FORMATS = ("standard", "acp")
@@ -622,3 +623,36 @@ def resend_event(
     audit.record(uow, "event.resent", principal, event_id, {"deliveries": ids})
     rows = uow.execute(select(d).where(d.c.id.in_(ids)).order_by(d.c.id.desc()))
     return Page(items=[_wire_delivery(r) for r in rows], has_more=False)
+
+
+def webhook_history(
+    uow: UnitOfWork, object_id: str, *, events_max: int = 200
+) -> list[dict[str, Any]]:
+    """Every event about ``object_id`` (``data.object.id``), oldest first, each with its
+    deliveries and their attempts: the webhook part of a dispute evidence bundle. It scans
+    the outbox (no index on the object id): meant for an occasional download, not a hot path.
+    No access check: the caller has already authorized access to the object."""
+    ev, d, a = schema.events, webhook_deliveries, webhook_attempts
+    rows = list(
+        uow.execute(
+            select(ev)
+            .where(ev.c.data["object"]["id"].as_string() == object_id)
+            .order_by(ev.c.sequence)
+            .limit(events_max)
+        )
+    )
+    history = []
+    for row in rows:
+        deliveries = []
+        for delivery in uow.execute(select(d).where(d.c.event_id == row.id).order_by(d.c.id)):
+            attempts = list(
+                uow.execute(
+                    select(a)
+                    .where(a.c.delivery_id == delivery.id)
+                    .order_by(a.c.id)
+                    .limit(ATTEMPTS_SHOWN_MAX)
+                )
+            )
+            deliveries.append(_wire_delivery(delivery, attempts))
+        history.append({**_wire_event(row), "deliveries": deliveries})
+    return history

@@ -49,7 +49,7 @@ from paywarden.trust.keys import ed25519_private_key
 
 __all__ = ["Ack", "CycleReport", "Launcher", "Payers", "check_invariants", "write_config"]
 
-READY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 45.0
 KILL_TIMEOUT_S = 10.0
 ATTEMPTS_MAX = 2_000  # per payment; a payment that never gets an answer fails the run
 RETRY_SLEEP_S = 0.05
@@ -87,7 +87,7 @@ def write_config(path: Path, database_url: str, master_key_file: Path) -> Path:
 # --- the server ------------------------------------------------------------------------------
 
 _ZYGOTE = r"""
-import json, os, signal, sys
+import faulthandler, json, os, signal, sys
 import paywarden.cli.main as cli
 import paywarden.api.app, uvicorn  # noqa: F401  (the expensive imports, done once)
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
@@ -101,6 +101,7 @@ for line in sys.stdin:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.chdir(order["cwd"])
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, to the log
         try:
             cli.app(args=order["argv"], prog_name="paywarden")
         finally:
@@ -184,7 +185,10 @@ class Launcher:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.02)
-        tail = self.log.read_text(errors="replace")[-3000:]
+        if self._alive() and self._cold is None and self._pid is not None:
+            os.kill(self._pid, signal.SIGUSR1)  # a forked server dumps its threads' stacks
+            time.sleep(1.0)
+        tail = self.log.read_text(errors="replace")[-6000:]
         raise RuntimeError(f"the server did not become ready:\n{tail}")
 
     def kill(self) -> None:
@@ -272,6 +276,13 @@ class Payers:
         self._stop.set()
         if not self._file.closed:
             self._file.close()
+
+    def wait_for_acks(self, count: int, timeout_s: float = 60.0) -> None:
+        """Until at least ``count`` payments are acknowledged (bounded; polls)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.acks) < count and not self.failures:
+            assert time.monotonic() < deadline, f"no progress: {len(self.acks)} < {count} acks"
+            time.sleep(0.01)
 
     def _run(self, index: int, payer: Payer) -> None:
         rng = random.Random(self.seed * 1000 + index)

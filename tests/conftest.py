@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from figures_support import FIGURES
 from live_server import InFlight, LiveServer, prepare, serving
 from paywarden.api.app import create_app
 from paywarden.config import Settings
@@ -78,9 +79,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    from figures_support import FIGURES  # the fault and attack suite's proven figures
-
-    if FIGURES:
+    if FIGURES:  # the fault and attack suite's proven figures (tests/figures_support.py)
         terminalreporter.section("figures")
         for line in FIGURES:
             terminalreporter.write_line(line)

@@ -288,6 +288,9 @@ def make_api(store: Store, **settings: Any) -> Iterator[Api]:
         # the working tree.
         settings["master_key"] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
         settings["master_key"] = settings["master_key"].rstrip("=")
+    # No background webhook sender in-process: tests that deliver drive the worker
+    # themselves (and a fuzzer's endpoints must never be posted to).
+    settings.setdefault("webhook_delivery_in_process", False)
     app = create_app(Settings(database_url="sqlite://", **settings), store)
     key = store.run(platform.bootstrap_admin)
     assert key is not None and key.secret

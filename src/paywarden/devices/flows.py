@@ -45,8 +45,26 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _limits(currency: str, tap_limit: int | None, daily_limit: int | None) -> dict[str, Any]:
-    return {"currency": currency, "tap_limit": tap_limit, "daily_limit": daily_limit}
+def _bind(
+    http: httpx.Client,
+    user_key: str,
+    kind: str,
+    name: str,
+    public_jwk: dict[str, str],
+    currency: str,
+    tap_limit: int | None,
+    daily_limit: int | None,
+) -> dict[str, Any]:
+    """Bind a device's public key to the user, with its limits; the device."""
+    body = {
+        "kind": kind,
+        "name": name,
+        "public_jwk": public_jwk,
+        "currency": currency,
+        "tap_limit": tap_limit,
+        "daily_limit": daily_limit,
+    }
+    return _owner_post(http, user_key, "/v1/devices", body)
 
 
 def enroll_glasses(
@@ -61,17 +79,8 @@ def enroll_glasses(
 ) -> Glasses:
     """New glasses: a key made here, bound to the user with its limits."""
     glasses = Glasses.new(phrase)
-    bound = _owner_post(
-        http,
-        user_key,
-        "/v1/devices",
-        {
-            "kind": "glasses",
-            "name": name,
-            "public_jwk": glasses.public_jwk(),
-            **_limits(currency, tap_limit, daily_limit),
-        },
-    )
+    bound = _bind(http, user_key, "glasses", name, glasses.public_jwk(), currency, tap_limit,
+                  daily_limit)  # fmt: skip
     glasses.device_id = bound["id"]
     return glasses
 
@@ -88,17 +97,8 @@ def enroll_tap_device(
 ) -> TapDevice:
     """A phone, watch or card: bound with its key and limits, then given its tap token."""
     device = TapDevice.new()
-    bound = _owner_post(
-        http,
-        user_key,
-        "/v1/devices",
-        {
-            "kind": kind,
-            "name": name,
-            "public_jwk": device.public_jwk(),
-            **_limits(currency, tap_limit, daily_limit),
-        },
-    )
+    bound = _bind(http, user_key, kind, name, device.public_jwk(), currency, tap_limit,
+                  daily_limit)  # fmt: skip
     device.device_id = bound["id"]
     device.token = _owner_post(http, user_key, f"/v1/devices/{bound['id']}/tokens", {})["id"]
     return device

@@ -248,6 +248,36 @@ def _insert(uow: UnitOfWork, principal: Principal, record: DeviceRecord) -> Devi
     return record
 
 
+def _new(
+    uow: UnitOfWork,
+    principal: Principal,
+    prefix: str,
+    kind: str,
+    name: Any,
+    key: PublicKey | None,
+    **fields: Any,
+) -> DeviceRecord:
+    """A new active device record; ``fields`` name its owner, limits and settings."""
+    values: dict[str, Any] = {
+        "id": new_id(prefix),
+        "livemode": principal.livemode,
+        "kind": kind,
+        "user_id": None,
+        "merchant_id": None,
+        "name": _name(name),
+        "kid": key.thumbprint if key is not None else None,
+        "public_jwk": key.jwk() if key is not None else None,
+        "status": "active",
+        "currency": None,
+        "tap_limit": None,
+        "daily_limit": None,
+        "settings": {},
+        "created_at": uow.clock.now(),
+        "revoked_at": None,
+    }
+    return DeviceRecord(**{**values, **fields})
+
+
 def register_device(
     uow: UnitOfWork,
     principal: Principal,
@@ -266,23 +296,17 @@ def register_device(
         raise InvalidRequest(
             f"kind is one of {', '.join(USER_KINDS)}", code="invalid_value", param="$.kind"
         )
-    key = _key(public_jwk)
-    record = DeviceRecord(
-        id=new_id("dev"),
-        livemode=principal.livemode,
-        kind=kind,
+    record = _new(
+        uow,
+        principal,
+        "dev",
+        kind,
+        name,
+        _key(public_jwk),
         user_id=principal.id,
-        merchant_id=None,
-        name=_name(name),
-        kid=key.thumbprint,
-        public_jwk=key.jwk(),
-        status="active",
         currency=parse_currency(currency) if currency is not None else None,
         tap_limit=_limit(tap_limit, "$.tap_limit"),
         daily_limit=_limit(daily_limit, "$.daily_limit"),
-        settings={},
-        created_at=uow.clock.now(),
-        revoked_at=None,
     )
     if (record.tap_limit is not None or record.daily_limit is not None) and not record.currency:
         raise InvalidRequest(
@@ -328,22 +352,9 @@ def register_terminal(
             f"kind is one of {', '.join(TERMINAL_KINDS)}", code="invalid_value", param="$.kind"
         )
     key = None if kind == "table_tag" else _key(public_jwk)
-    record = DeviceRecord(
-        id=new_id("trm"),
-        livemode=principal.livemode,
-        kind=kind,
-        user_id=None,
-        merchant_id=principal.id,
-        name=_name(name),
-        kid=key.thumbprint if key else None,
-        public_jwk=key.jwk() if key else None,
-        status="active",
-        currency=None,
-        tap_limit=None,
-        daily_limit=None,
-        settings=_terminal_settings(kind, settings),
-        created_at=uow.clock.now(),
-        revoked_at=None,
+    settings = _terminal_settings(kind, settings)
+    record = _new(
+        uow, principal, "trm", kind, name, key, merchant_id=principal.id, settings=settings
     )
     return _insert(uow, principal, record)
 

@@ -4,11 +4,13 @@ export, webhook endpoints and their log, API keys."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from commerce_support import ApiShop, make_api_shop
 from conftest import Api
 from paywarden.kernel.clock import FakeClock
+from paywarden.trust.keys import ed25519_private_key
 from web_support import Browser, csrf_of, person
 
 
@@ -146,3 +148,42 @@ def test_payouts_reconciliation_webhooks_and_keys(api: Api, clock: FakeClock) ->
     revoked = _submit(merchant, "/merchant/keys", f"/merchant/keys/{new_id}/revoke", {})
     assert revoked.status_code == 303
     assert api.get("/v1/orders", new_secret).status_code == 401
+
+
+def bind_device(api: Api, user_key: str, name: str = "My glasses") -> str:
+    key = ed25519_private_key(secrets.token_bytes(32))
+    made = api.post(
+        "/v1/devices",
+        user_key,
+        {
+            "kind": "glasses",
+            "name": name,
+            "public_jwk": key.public_jwk(),
+            "currency": "usd",
+            "tap_limit": 2_000,
+            "daily_limit": 10_000,
+        },
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def test_the_user_sees_orders_and_revokes_a_lost_device(api: Api, clock: FakeClock) -> None:
+    shop = make_api_shop(api, clock)
+    order = paid_order(shop)
+    user = Browser(api)
+    assert (
+        user.post(
+            "/signin", {"csrf_token": user.csrf("/signin"), "secret_key": shop.user_key}
+        ).status_code
+        == 303
+    )
+    listed = user.get("/orders")
+    assert f'id="order-{order["id"]}"' in listed.text and "2 x Beans 1 kg" in listed.text
+    assert f"/payments/{order['payment']}/receipt" in listed.text
+    device = bind_device(api, shop.user_key)
+    page = user.get("/devices")
+    assert f'id="device-{device}"' in page.text and "20.00 USD" in page.text
+    revoked = user.post(f"/devices/{device}/revoke", {"csrf_token": csrf_of(page.text)})
+    assert revoked.status_code == 303
+    assert api.get(f"/v1/devices/{device}", shop.user_key).json()["status"] == "revoked"

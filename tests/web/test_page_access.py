@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi.routing import APIRoute
-from test_console import console, paid_order, revocable_key
+from test_console import bind_device, console, paid_order, revocable_key
 
 from commerce_support import make_api_shop
 from conftest import Api
@@ -28,6 +28,7 @@ PARAM_OBJECTS = {
     "product_id": "product",
     "delivery_id": "delivery",
     "key_id": "key",
+    "device_id": "device",
 }
 # Paths outside the pages: the API (its own authorization tests), discovery, static files,
 # the language switch (its parameter is a language, not an object).
@@ -111,6 +112,7 @@ def _world(api: Api, clock: FakeClock) -> tuple[dict[str, str], Browser, Browser
         "product": product,
         "delivery": delivery,
         "key": key_id,
+        "device": bind_device(api, shop.user_key),
     }
     return objects, user, merchant, [shop.merchant["name"], "Beans 1 kg", "44.00", "10.00"]
 
@@ -142,7 +144,7 @@ def test_no_page_shows_another_users_or_merchants_objects(api: Api, clock: FakeC
     intruders["merchant"] = console(api, rival_key)
     tokens = {name: csrf_of(b.get("/signin").text) for name, b in intruders.items()}
     routes = page_routes(api)
-    assert len(routes) >= 14, routes
+    assert len(routes) >= 15, routes
     tried = 0
     for method, template in routes:
         path = _fill(template, objects)

@@ -11,6 +11,9 @@ agents, data and settings.
 - ``GET /approvals``: the payments waiting for the user (each opens the approval page).
 - ``GET /payments``; ``GET /payments/{id}/receipt``: the signed receipt, to download and
   verify offline (``paywarden verify``).
+- ``GET /orders``: the user's orders, with each payment's receipt.
+- ``GET /devices``; ``POST /devices/{id}/revoke``: the user's devices; a lost one is revoked
+  at once, with its tap tokens.
 - ``GET /agents``: the agents that hold or asked for the user's mandates.
 - ``GET /privacy``; ``GET /privacy/export`` (a JSON download); ``POST /privacy/erase``.
 - ``GET /settings``; ``POST /settings/password``; ``POST /settings/sessions/end``.
@@ -43,7 +46,16 @@ from paywarden.authorization.mandates import MandateStatus
 from paywarden.kernel.errors import Conflict, InvalidRequest, NotFound, PaywardenError
 from paywarden.kernel.money import format_amount, minor_units
 from paywarden.kernel.principals import Principal
-from paywarden.services import dashboard, mandates, payments, privacy, receipts, web_access
+from paywarden.services import (
+    dashboard,
+    devices,
+    mandates,
+    orders,
+    payments,
+    privacy,
+    receipts,
+    web_access,
+)
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.web import i18n, pages
 from paywarden.web.session import Session
@@ -441,6 +453,68 @@ async def payment_receipt(request: Request, payment_id: str) -> Response:
     response.headers.update(pages.SECURITY_HEADERS)
     response.headers["Content-Disposition"] = f'attachment; filename="{payment_id}.receipt.jws"'
     return response
+
+
+@router.get("/orders")
+async def order_list(request: Request) -> Response:
+    """The user's orders (checkouts their agents paid), with the receipt of each payment."""
+
+    def context(uow: UnitOfWork, user: Principal) -> dict[str, Any]:
+        listed = orders.list_orders(uow, user, limit=dashboard.LIST_SIZE_MAX, starting_after=None)
+        names = dashboard.merchant_names(uow, {o.merchant_id for o in listed.items}, user.livemode)
+        rows = [
+            {
+                "id": o.id,
+                "when": f"{o.created_at:%Y-%m-%d %H:%M} UTC",
+                "merchant": names.get(o.merchant_id, o.merchant_id),
+                "summary": ", ".join(
+                    f"{line.get('quantity', 1)} x {line.get('title') or line.get('sku')}"
+                    for line in o.line_items
+                ),
+                "total": _money(o.amount_total, o.currency),
+                "refunded": _money(o.amount_refunded, o.currency) if o.amount_refunded else "",
+                "status": o.status.replace("_", " "),
+                "payment": o.payment_id,
+            }
+            for o in listed.items
+        ]
+        return {"title": "Orders", "orders": rows}
+
+    return await _page(request, "orders.html", "orders", context)
+
+
+@router.get("/devices")
+async def device_list(request: Request) -> Response:
+    def context(uow: UnitOfWork, user: Principal) -> dict[str, Any]:
+        rows = [
+            {
+                "id": d.id,
+                "name": d.name,
+                "kind": d.kind,
+                "status": d.status,
+                "tap_limit": _money(d.tap_limit, d.currency or "usd") if d.tap_limit else "—",
+                "daily_limit": _money(d.daily_limit, d.currency or "usd") if d.daily_limit else "—",
+                "created": f"{d.created_at:%Y-%m-%d %H:%M} UTC",
+            }
+            for d in devices.list_devices(uow, user)
+        ]
+        return {"title": "Devices", "devices": rows}
+
+    return await _page(request, "devices.html", "devices", context)
+
+
+@router.post("/devices/{device_id}/revoke")
+async def device_revoke(request: Request, device_id: str) -> Response:
+    """A lost device: revoked at once, with its payment tokens."""
+    checked = await _checked_post(request)
+    if isinstance(checked, Response):
+        return checked
+    shown, _form = checked
+
+    def work(uow: UnitOfWork) -> None:
+        devices.revoke(uow, shown.user, device_id)
+
+    return await _run_change(request, shown, work, "/devices")
 
 
 # --- agents, data, settings ------------------------------------------------------------------

@@ -73,6 +73,8 @@ def test_a_static_qr_takes_the_payers_amount(world: DeviceWorld, api: Api) -> No
     body = world.glasses.confirm(request["payload"], PHRASE, amount=300)
     paid = world.glasses_client.post(PAY, body)
     assert paid.json()["status"] == "succeeded", paid.text
+    replayed = world.glasses_client.post(PAY, body)  # the same signed confirmation again
+    assert (replayed.status_code, _code(replayed)) == (409, "confirmation_replayed")
     second = world.glasses_client.post(
         PAY, world.glasses.confirm(request["payload"], PHRASE, amount=200)
     )

@@ -175,7 +175,7 @@ def test_the_user_signs_in_reads_the_page_and_consents(browser: Any, world: dict
 
     # A wrong key is refused, and the form says so.
     _sign_in(page, "pw_test_" + "x" * 43)
-    assert page.get_by_role("alert").inner_text() == "That is not a valid user secret key."
+    assert page.get_by_role("alert").inner_text() == "That is not a valid secret key."
 
     # Sign in: back on the consent page, with a new session cookie (fixation).
     _sign_in(page, world["user_key"])

@@ -69,6 +69,9 @@ AGENT_ALLOWED: dict[tuple[str, str], str] = {
         "until its user consents again (test_an_agent_amend_needs_fresh_consent)"
     ),
     ("GET", "/v1/products"): "searches the catalog",
+    ("POST", "/v1/checkout_sessions"): "checks out a cart; paying still needs a mandate",
+    ("GET", "/v1/checkout_sessions"): "lists its own checkout sessions",
+    ("GET", "/v1/orders"): "lists its own orders",
     ("POST", "/v1/payment_requests/pay"): "pays a merchant's QR request inside a mandate",
     ("POST", "/v1/mandates/{mandate_id}/delegated_tokens"): (
         "an ACP delegated payment token bounded by a mandate it holds (allowance within it)"
@@ -272,10 +275,12 @@ def test_an_agent_reaches_no_route_that_grants_or_administers(
     openapi = app.openapi()
     routes = [r for r in all_routes(app) if r.kind != "mount"]
     reached: list[str] = []
+    tried = 0
     for route in routes:
         key = (route.method, route.path)
-        if key in OPEN:
+        if key in OPEN or route.path.startswith("/static/"):
             continue
+        tried += 1
         path, _ = _fill(route, principals)
         body = minimal_body(
             body_schema(openapi, route.method, route.path), principals.victim, openapi
@@ -295,6 +300,6 @@ def test_an_agent_reaches_no_route_that_grants_or_administers(
         "neither grants nor widens a mandate, changes limits, manages keys nor administers"
     )
     report(
-        f"agent reach: {len(routes) - len(OPEN)} routes tried with the victim's own agent "
+        f"agent reach: {tried} routes tried with the victim's own agent "
         f"signature; reachable only the {len(AGENT_ALLOWED)} allowed ones"
     )

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +17,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 import paywarden
@@ -67,12 +68,18 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_maintain(runtime))
-        tasks = [task]
+        # Background work runs on threads of this executor, never the shared pool: a task
+        # cancelled at shutdown leaves its thread running, so the executor is drained (the
+        # round in flight finishes) before the engine closes, and no connection outlives it.
+        background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="paywarden-background")
+
+        async def in_thread(work: Callable[[], Any]) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(background, work)
+
+        tasks = [asyncio.create_task(_maintain(runtime, in_thread))]
         if settings.webhook_delivery_in_process:
-            tasks.append(
-                asyncio.create_task(deliver_in_process(store, settings, lambda: runtime.master_key))
-            )
+            delivery = deliver_in_process(store, settings, lambda: runtime.master_key, in_thread)
+            tasks.append(asyncio.create_task(delivery))
         try:
             async with mcp_http.running(_app):
                 yield
@@ -81,6 +88,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                 running.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
+            await asyncio.get_running_loop().run_in_executor(
+                None, partial(background.shutdown, wait=True)
+            )
             store.engine.dispose()
 
     app = FastAPI(
@@ -116,7 +126,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 log = logging.getLogger("paywarden")
 
 
-async def _maintain(runtime: Runtime) -> None:
+InThread = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+async def _maintain(runtime: Runtime, in_thread: InThread) -> None:
     """Every ``hold_expiry_interval_s``: release holds past their deadline, forget
     idempotency keys and nonces past retention, settle pending payouts; every
     ``audit_checkpoint_interval_s``: seal the audit log with a signed checkpoint. Errors are
@@ -126,15 +139,17 @@ async def _maintain(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(settings.hold_expiry_interval_s)
         try:
-            await run_in_threadpool(runtime.store.run, holds.expire_holds)
-            await run_in_threadpool(runtime.store.run, idempotency.purge_expired)
-            await run_in_threadpool(runtime.store.run, agents.purge_expired_nonces)
-            await run_in_threadpool(runtime.store.run, approvals.expire_due)
-            await run_in_threadpool(runtime.store.run, checkout.expire_due)
-            await run_in_threadpool(payout_service.process_payouts, runtime.store)
+            await in_thread(partial(runtime.store.run, holds.expire_holds))
+            await in_thread(partial(runtime.store.run, idempotency.purge_expired))
+            await in_thread(partial(runtime.store.run, agents.purge_expired_nonces))
+            await in_thread(partial(runtime.store.run, approvals.expire_due))
+            await in_thread(partial(runtime.store.run, checkout.expire_due))
+            await in_thread(partial(payout_service.process_payouts, runtime.store))
             now = asyncio.get_running_loop().time()
             if now - last_checkpoint >= settings.audit_checkpoint_interval_s:
-                await run_in_threadpool(runtime.store.run, lambda uow: seal_audit_log(uow, runtime))
+                await in_thread(
+                    partial(runtime.store.run, partial(seal_audit_log, runtime=runtime))
+                )
                 last_checkpoint = now
         except Exception:
             log.exception("maintenance round failed; retrying next round")

@@ -18,10 +18,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Any
 
 import httpx
 
@@ -183,23 +185,27 @@ def _read_excerpt(response: httpx.Response) -> str:
 
 
 async def deliver_in_process(
-    store: Store, settings: Settings, master_key: Callable[[], bytes]
+    store: Store,
+    settings: Settings,
+    master_key: Callable[[], bytes],
+    in_thread: Callable[..., Awaitable[Any]] = asyncio.to_thread,
 ) -> None:
     """``serve``'s delivery loop: rounds every ``webhook_poll_interval_s`` in a worker
-    thread, doing nothing but one read while no endpoint is enabled. Errors are logged and
-    the next round retries: claims are leases, so a failed round loses nothing."""
+    thread (``in_thread``: the app's own background executor, which it drains before closing
+    the database), doing nothing but one read while no endpoint is enabled. Errors are logged
+    and the next round retries: claims are leases, so a failed round loses nothing."""
     worker: DeliveryWorker | None = None
     try:
         while True:
             await asyncio.sleep(settings.webhook_poll_interval_s)
             try:
-                if not await asyncio.to_thread(
-                    store.run, webhook_delivery.any_enabled_endpoint, read_only=True
+                if not await in_thread(
+                    partial(store.run, webhook_delivery.any_enabled_endpoint, read_only=True)
                 ):
                     continue
                 if worker is None:
                     worker = DeliveryWorker(store, master_key(), retry_policy(settings))
-                while await asyncio.to_thread(worker.run_once):
+                while await in_thread(worker.run_once):
                     pass
             except Exception:
                 log.exception("webhook delivery round failed; retrying next round")

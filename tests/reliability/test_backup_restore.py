@@ -1,10 +1,13 @@
 """Backup and restore: ``paywarden backup`` of a live database (payments keep committing
 while it runs) restores, with ``paywarden restore``, to a platform whose ledger, audit chain
-and receipts all verify, on SQLite (the online backup API) and PostgreSQL (pg_dump)."""
+and receipts all verify, on SQLite (the online backup API) and PostgreSQL (pg_dump, on a
+private cluster the test creates)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from conftest import fresh_database, make_api
+from conftest import make_api
 from crash_support import check_invariants
 from figures_support import report
 from paywarden.cli.main import app as cli
@@ -23,6 +26,7 @@ from paywarden.store.engine import make_engine
 from paywarden.store.tables_mandates import payments
 from paywarden.store.unit_of_work import Store
 from paywarden.trust.receipts import verify_receipt
+from pg_cluster_support import private_cluster
 from security_support import make_principals
 
 PAYMENTS_DURING_BACKUP = 15
@@ -44,7 +48,7 @@ def test_an_online_backup_restores_to_a_platform_that_verifies(
     backend: str, tmp_path: Path, clock: FakeClock
 ) -> None:
     runner = CliRunner()
-    with fresh_database(backend, tmp_path) as source_url:
+    with _databases(backend, tmp_path) as (source_url, target_url):
         engine = make_engine(source_url)
         migrate.upgrade(engine)
         store = Store(engine, clock)
@@ -68,18 +72,27 @@ def test_an_online_backup_restores_to_a_platform_that_verifies(
             assert made.exit_code == 0, made.output
         engine.dispose()
         assert statuses and all(status == 201 for status in statuses), statuses
-        (tmp_path / "restored").mkdir()
-        with fresh_database(backend, tmp_path / "restored") as target_url:
-            again = runner.invoke(
-                cli, ["restore", "--from", str(out), "--database-url", target_url, "--force"]
-            )
-            assert again.exit_code == 0, again.output
-            restored, receipts = _verify(target_url)
+        again = runner.invoke(
+            cli, ["restore", "--from", str(out), "--database-url", target_url, "--force"]
+        )
+        assert again.exit_code == 0, again.output
+        restored, receipts = _verify(target_url)
     assert restored >= 2  # the victim's two payments made before the backup at least
     report(
         f"backup/restore [{backend}]: {restored} payments restored ({len(statuses)} made during "
         f"the backup), ledger and audit chain verify, {receipts} receipts verify"
     )
+
+
+@contextmanager
+def _databases(backend: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(source URL, restore target URL): two SQLite files, or two databases on a private
+    PostgreSQL cluster."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'source.db'}", f"sqlite:///{tmp_path / 'restored.db'}"
+        return
+    with private_cluster() as cluster:
+        yield cluster.create_database("source"), cluster.create_database("restored")
 
 
 def _verify(database_url: str) -> tuple[int, int]:

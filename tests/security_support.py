@@ -153,6 +153,7 @@ class Victim:
 class Principals:
     victim: Victim
     victim_user_key: str
+    victim_merchant_key: str
     victim_agent: SignedAgent
     other_user_key: str
     other_merchant_key: str
@@ -160,16 +161,35 @@ class Principals:
     other_agent: SignedAgent
 
 
-VICTIM_FACTORIES: dict[str, Callable[[Api, Principals], str]] = {}
+def _made(response: Any) -> str:
+    assert response.status_code in (200, 201), response.text
+    made: str = response.json()["id"]
+    return made
+
+
+def _product(api: Api, p: Principals) -> str:
+    body = {"sku": "victim-latte", "title": "Latte", "category": "coffee", "amount": 450}
+    return _made(api.post("/v1/products", p.victim_merchant_key, body))
+
+
+def _webhook_endpoint(api: Api, p: Principals) -> str:
+    body = {"url": "http://127.0.0.1:9/hooks"}  # loopback: allowed in test mode, never sent
+    return _made(api.post("/v1/webhook_endpoints", p.victim_merchant_key, body))
+
+
+VICTIM_FACTORIES: dict[str, Callable[[Api, Principals], str]] = {
+    "prd": _product,
+    "whe": _webhook_endpoint,
+}
 """prefix → a function that makes an object of that prefix owned by the victim (its user,
-agent or merchant) and returns its id. Parts that land later register theirs here."""
+agent or merchant) and returns its id. Parts that land later add theirs here."""
 
 
 def make_principals(api: Api, clock: FakeClock) -> Principals:
     """A victim (user, merchant, agent, mandate, payment, approval, top-up, hold, transfer,
     account) and another user, merchant, platform and agent."""
     user, user_key = api.user(funded=500_000)
-    merchant, _merchant_key = api.merchant()
+    merchant, merchant_key = api.merchant()
     agent = register_agent(api, clock)
     ids = {"usr": user["id"], "mer": merchant["id"], "agt": agent.id}
     agent_json = agent.get(f"/v1/agents/{agent.id}").json()
@@ -206,6 +226,7 @@ def make_principals(api: Api, clock: FakeClock) -> Principals:
     principals = Principals(
         Victim(ids),
         user_key,
+        merchant_key,
         agent,
         other_user_key,
         other_merchant_key,

@@ -46,6 +46,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/v1/agents/{agent_id}/jwks.json"): "an agent's public keys, published on purpose",
     ("GET", "/v1/merchants/{merchant_id}/cart_keys"): "a merchant's public cart-signing keys",
     ("GET", "/acp/{merchant_id}/.well-known/acp.json"): "a merchant's public ACP discovery",
+    ("GET", "/v1/products/{product_id}"): "the catalog is public: anyone may read a product",
 }
 # Routes outside the OpenAPI document that are not HTML pages.
 NOT_IN_SCHEMA: dict[tuple[str, str], str] = {

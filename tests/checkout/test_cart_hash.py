@@ -63,7 +63,7 @@ def _first_line(cart: Cart, **changes: object) -> Cart:
 CHANGES = {
     "price": lambda c: _first_line(c, unit_amount=c.lines[0].unit_amount + 1),
     "quantity": lambda c: _first_line(c, quantity=c.lines[0].quantity % 1000 + 1),
-    "options": lambda c: _first_line(c, options=(*c.lines[0].options, ("zz_extra", "yes"))),
+    "options": lambda c: _first_line(c, options=(*c.lines[0].options, ("Z-extra", "yes"))),
     "product": lambda c: _first_line(c, product=c.lines[0].product + "x"),
     "total": lambda c: replace(
         c,

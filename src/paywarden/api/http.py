@@ -29,6 +29,7 @@ from paywarden.services import agents, idempotency, identity
 from paywarden.services.records import Page, wire
 from paywarden.store.unit_of_work import Store, UnitOfWork
 from paywarden.trust.keys import PublicKey
+from paywarden.trust.pan import card_number_path
 from paywarden.trust.signatures import Policy, RequestParts, verify_request
 
 __all__ = [
@@ -171,6 +172,10 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+# The only places a card number may arrive: a top-up's card, tokenized by the rail at once.
+CARD_NUMBER_FIELDS = frozenset({"$.card.number"})
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
@@ -195,6 +200,14 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     at = _nul_path(body)
     if at is not None:
         raise InvalidRequest(f"{at[2:]} holds a NUL character", code="invalid_value", param=at)
+    at = card_number_path(body, allowed=CARD_NUMBER_FIELDS)
+    if at is not None:  # never stored, logged or echoed: refused before anything keeps it
+        raise InvalidRequest(
+            f"{at[2:]} holds what looks like a card number; paywarden never stores card "
+            "numbers (only a top-up's card.number takes one)",
+            code="card_number_in_text",
+            param=at,
+        )
     return body
 
 

@@ -27,9 +27,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from paywarden.api.http import runtime
+from paywarden.kernel.errors import InvalidRequest
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import web_access
 from paywarden.services.identity import API_VERSION
+from paywarden.trust.pan import looks_like_card_number
 from paywarden.web import i18n
 from paywarden.web.session import COOKIE_NAME, SESSION_TTL, Session, SessionKeys
 
@@ -51,6 +53,8 @@ __all__ = [
 
 CSRF_FIELD = "csrf_token"
 FORM_FIELDS_MAX = 20
+# Secrets a person types that are checked and hashed, never stored as typed.
+UNSCREENED_FIELDS = frozenset({"password", "secret_key", CSRF_FIELD})
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
@@ -171,7 +175,16 @@ async def read_form(request: Request) -> Form:
         parsed = parse_qs(raw, keep_blank_values=True, max_num_fields=FORM_FIELDS_MAX)
     except ValueError:
         return Form({})
-    return Form({name: values[0] for name, values in parsed.items() if "\x00" not in values[0]})
+    fields = {name: values[0] for name, values in parsed.items() if "\x00" not in values[0]}
+    for name, value in fields.items():  # nothing typed into a page may keep a card number
+        if name not in UNSCREENED_FIELDS and looks_like_card_number(value):
+            raise InvalidRequest(
+                f"the {name} field holds what looks like a card number; paywarden never "
+                "stores card numbers",
+                code="card_number_in_text",
+                param=f"$.{name}",
+            )
+    return Form(fields)
 
 
 def csrf_ok(request: Request, session: Session | None, form: Form) -> bool:

@@ -105,6 +105,10 @@ def demo(config: ConfigOption = None, database_url: DatabaseOption = None) -> No
     console.print("[bold]Demo keys (test mode), shown only this once:[/]")
     for who, key in result.keys.items():
         console.print(f"  {who:<28} {key}", soft_wrap=True)
+    console.print("[bold]Dashboard sign-in (/signin), shown only this once:[/]")
+    for email, password in result.passwords.items():
+        console.print(f"  {email:<28} {password}", soft_wrap=True)
+    console.print(f"demo catalogs: {result.products} products in three shops")
 
 
 @app.command()

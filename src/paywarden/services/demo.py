@@ -6,12 +6,13 @@ Idempotent: it looks for its own marker and does nothing the second time.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.services import holds, identity, ledger
+from paywarden.services import holds, identity, ledger, web_access
 from paywarden.services.demo_catalog import load_catalogs
 from paywarden.store import schema
 from paywarden.store.unit_of_work import UnitOfWork
@@ -20,12 +21,14 @@ __all__ = ["DemoResult", "load_demo"]
 
 DEMO_EMAIL = "ada@demo.paywarden.dev"
 _TEST_CARD = ledger.Card("4242424242424242", 12, 2099)
+_ADMIN = Principal(PrincipalType.ADMIN, None, False, "demo", identity.API_VERSION)
 
 
 @dataclass
 class DemoResult:
     created: bool
     keys: dict[str, str] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)  # email -> dashboard password
     products: int = 0  # catalog products loaded for the three demo merchants
 
 
@@ -67,6 +70,11 @@ def load_demo(uow: UnitOfWork, token_key: bytes) -> DemoResult:
         ("Volt Electronics (merchant)", shop_key),
     ):
         result.keys[name] = key.secret or ""
+    # Random dashboard passwords for the demo users, shown once like the keys.
+    for user in (ada, lin):
+        password = secrets.token_urlsafe(12)
+        web_access.set_password(uow, _ADMIN, user.id, password)
+        result.passwords[user.email] = password
     ada_p = _principal(PrincipalType.USER, ada.id, ada_key.id)
     lin_p = _principal(PrincipalType.USER, lin.id, lin_key.id)
     cafe_p = _principal(PrincipalType.MERCHANT, cafe.id, cafe_key.id)

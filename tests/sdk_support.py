@@ -266,6 +266,7 @@ class Shop:
     merchant: str
     mandate: str
     products: dict[str, str]  # item -> prd_
+    merchant_key: str = ""
 
 
 def open_shop(api: Api, clock: FakeClock) -> Shop:
@@ -278,7 +279,7 @@ def open_shop(api: Api, clock: FakeClock) -> Shop:
     products = stock_shop(api.post, merchant, key)
     user = in_process(api, clock, api_key=world.user_key)
     mandate = active_mandate(agent, user, world.user["id"], [budget(5_000_000, "cny")], "cny")
-    return Shop(agent, user, merchant, mandate, products)
+    return Shop(agent, user, merchant, mandate, products, key)
 
 
 def stock_shop(post: Any, merchant: str, key: str) -> dict[str, str]:

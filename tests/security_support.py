@@ -60,6 +60,7 @@ PARAM_PREFIX: dict[str, str] = {
     "entry_id": "ent",
     "qr_id": "qr",
     "request_id": "qr",  # /v1/payment_requests/{request_id}: a QR payment request
+    "refund_request_id": "rfr",
 }
 
 

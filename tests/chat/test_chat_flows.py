@@ -37,9 +37,12 @@ def test_budget_status_reorder_and_refund(api: Api, clock: FakeClock) -> None:
     assert reorder is not None and reorder["line_items"][0]["options"]["milk"] == "oat"
     assert "已支付" in chat.say("好")
     refund = chat.say("refund my last order")
-    # Refunds are the merchant's to make (POST /v1/orders/{id}/refunds): the agent is refused.
-    assert "agent_not_allowed" in refund, refund
-    assert chat.runner.log[-1].refusal is not None
+    # The agent asks; the merchant decides (POST /v1/refund_requests/{id}/approve).
+    assert "Refund request rfr_" in refund and "42.00 CNY" in refund, refund
+    asked = chat.runner.log[-1].result
+    assert asked is not None and asked["status"] == "requested" and asked["order"] in refund
+    paid_back = api.post(f"/v1/refund_requests/{asked['id']}/approve", shop.merchant_key)
+    assert paid_back.status_code == 200 and paid_back.json()["status"] == "approved"
 
 
 def test_no_mandate_asks_for_one_with_the_conversation(api: Api, clock: FakeClock) -> None:

@@ -272,9 +272,11 @@ ATTACKS: list[Attack] = [
         [("complete_checkout", fixed(checkout_id="foreign_cart", cart_hash="foreign_cart_hash"))],
     ),
     Attack(
-        "refund: the user's real order, to the attacker",
+        # A request for the real order within what it cost is legitimate (the merchant decides
+        # and the money can only go back to the wallet that paid); beyond it, refused.
+        "refund: the user's real order, more than it cost",
         "refund_elsewhere",
-        [("request_refund", fixed(order_id="order", amount=1_500, reason="to " + "attacker"))],
+        [("request_refund", fixed(order_id="order", amount=10_000_000, reason="to attacker"))],
     ),
     Attack(
         "refund: cancel a paid cart",

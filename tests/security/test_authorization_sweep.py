@@ -74,6 +74,12 @@ AGENT_ALLOWED: dict[tuple[str, str], str] = {
     ("GET", "/v1/checkout_sessions"): "lists its own checkout sessions",
     ("GET", "/v1/orders"): "lists its own orders",
     ("POST", "/v1/payment_requests/pay"): "pays a merchant's QR request inside a mandate",
+    ("POST", "/v1/orders/{order_id}/refund_requests"): (
+        "asks the merchant to refund its own order to the wallet that paid; nothing moves "
+        "until the merchant approves (tests/orders/test_refund_requests.py)"
+    ),
+    ("GET", "/v1/orders/{order_id}/refund_requests"): "reads its own order's refund requests",
+    ("GET", "/v1/refund_requests/{refund_request_id}"): "reads its own refund request",
     ("POST", "/v1/mandates/{mandate_id}/delegated_tokens"): (
         "an ACP delegated payment token bounded by a mandate it holds (allowance within it)"
     ),

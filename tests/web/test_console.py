@@ -75,6 +75,15 @@ def test_orders_arrive_move_along_and_refund_in_part(api: Api, clock: FakeClock)
     assert no_reason.status_code == 400
     backwards = _submit(merchant, page, f"{page}/status", {"status": "created"})
     assert backwards.status_code == 409
+    asked = shop.agent.post(
+        f"/v1/orders/{order['id']}/refund_requests", {"amount": 300, "reason": "cold coffee"}
+    ).json()
+    shown_request = merchant.get(page)
+    assert "cold coffee" in shown_request.text and "Approve refund" in shown_request.text
+    approved = _submit(merchant, page, f"/merchant/refund_requests/{asked['id']}/approve", {})
+    assert approved.status_code == 303 and approved.headers["location"] == page
+    after_request = api.get(f"/v1/accounts/{wallet}", shop.user_key).json()["balance"]["posted"]
+    assert after_request - after == 300
 
 
 def test_another_merchant_and_a_user_see_nothing(api: Api, clock: FakeClock) -> None:

@@ -59,7 +59,8 @@ TEXT: dict[str, dict[str, str]] = {
         "left_count": "{count} payments left{period}.",
         "no_orders": "You have no orders yet.",
         "status": "Order {order} ({total}) is {status}.",
-        "refund": "Refund {refund} of {amount} for order {order}: {status}.",
+        "refund": "Refund request {refund} for {amount} on order {order}: {status} (the "
+        "merchant decides; the money goes back to your wallet).",
         "mandate": "I need your permission first: please open {url} to allow payments up to "
         "{budget}.",
         "no_last": "I could not find your last order to repeat.",
@@ -85,7 +86,8 @@ TEXT: dict[str, dict[str, str]] = {
         "left_count": "剩余{count}次{period}。",
         "no_orders": "你还没有订单。",
         "status": "订单{order}（{total}）状态：{status}。",
-        "refund": "订单{order}退款{refund}（{amount}）：{status}。",
+        "refund": "订单{order}的退款申请{refund}（{amount}）：{status}"
+        "（由商家决定，退回你的钱包）。",
         "mandate": "需要先获得你的授权：请打开 {url}，允许最多{budget}的付款。",
         "no_last": "没有找到可以再来一单的上一笔订单。",
     },
@@ -386,7 +388,8 @@ class OfflinePlanner:
         if asked.result is None:
             return self._refused(asked)
         refund = asked.result
-        amount = format_amount(int(refund.get("amount", 0)), str(refund.get("currency")))
+        remaining = int(order.get("amount_total", 0)) - int(order.get("amount_refunded", 0))
+        amount = format_amount(int(refund.get("amount") or remaining), str(refund.get("currency")))
         return self._say("refund", refund=refund.get("id"), amount=amount, order=order["id"],
                          status=refund.get("status"))  # fmt: skip
 

@@ -34,6 +34,7 @@ from paywarden.api.routes_devices import router as devices_router
 from paywarden.api.routes_mandates import router as mandates_router
 from paywarden.api.routes_payouts import router as payouts_router
 from paywarden.api.routes_privacy import router as privacy_router
+from paywarden.api.routes_refund_requests import router as refund_requests_router
 from paywarden.api.routes_webhooks import router as webhooks_router
 from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
@@ -105,6 +106,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(approvals_router)
     app.include_router(catalog_router)
     app.include_router(checkout_router)
+    app.include_router(refund_requests_router)
     app.include_router(webhooks_router)
     app.include_router(payouts_router)
     app.include_router(devices_router)

@@ -47,6 +47,7 @@ PREFIXES: Final[dict[str, str]] = {
     "cnf": "device confirmation",
     "ent": "gate entry",
     "dlg": "delegated payment token",
+    "rfr": "refund request",
     "ba": "payout bank account",
     "atk": "ACP agent bearer token",
 }

@@ -164,11 +164,12 @@ SPECS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "request_refund",
-        "Ask for a refund of an order (ord_…) to the original payer; amount in minor units, "
-        "omit for the whole remaining amount.",
+        "Ask the merchant to refund an order (ord_…) to the wallet that paid; amount in minor "
+        "units, omit for the whole remaining amount. Returns a request (rfr_…) that the "
+        "merchant approves or declines; nothing moves before that.",
         False,
         _schema(
-            {"order_id": _ID, "amount": _AMOUNT, "reason": {"type": "string", "maxLength": 500}},
+            {"order_id": _ID, "amount": _AMOUNT, "reason": {"type": "string", "maxLength": 64}},
             ["order_id"],
         ),
     ),
@@ -351,7 +352,9 @@ class ShoppingTools:
     def _request_refund(
         self, order_id: str, amount: int | None = None, reason: str | None = None
     ) -> Json:
-        return self.client.orders.refund(order_id, amount=amount, reason=reason)
+        return self.client.orders.request_refund(
+            order_id, amount=amount, reason=reason or "requested by the user"
+        )
 
     def _get_mandate(self, mandate_id: str | None = None) -> Json:
         return self.client.mandates.get(self._mandate_id(mandate_id))

@@ -243,6 +243,15 @@ class Orders(_Resource[R]):
         return self._client.get("/v1/orders", filters)
 
     def refund(self, order_id: str, *, amount: int | None = None, reason: str | None = None) -> R:
-        """Ask for a refund to the original payer (full when ``amount`` is None)."""
+        """Refund to the original payer now (a merchant's or admin's key; full when
+        ``amount`` is None)."""
         path = f"/v1/orders/{_id(order_id)}/refunds"
+        return self._client.post(path, _body(amount=amount, reason=reason))
+
+    def request_refund(
+        self, order_id: str, *, amount: int | None = None, reason: str = "requested by the user"
+    ) -> R:
+        """Ask the merchant for a refund to the original payer (an agent's request: nothing
+        moves until the merchant approves; full when ``amount`` is None)."""
+        path = f"/v1/orders/{_id(order_id)}/refund_requests"
         return self._client.post(path, _body(amount=amount, reason=reason))

@@ -352,6 +352,7 @@ from paywarden.store import (  # noqa: E402,F401
     tables_mandates,
     tables_payouts,
     tables_privacy,
+    tables_refund_requests,
     tables_web,
     tables_webhooks,
 )

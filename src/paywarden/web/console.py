@@ -6,6 +6,8 @@
 - ``GET /merchant/orders/{id}``: the order, the next statuses it may take
   (``POST …/status``), its refunds and a refund form (``POST …/refund``, full or partial,
   with a reason).
+- ``POST /merchant/refund_requests/{id}/approve`` | ``…/decline``: an agent's request for a
+  refund of the order, decided by the merchant.
 - ``GET /merchant/catalog``; ``POST /merchant/catalog/{product_id}``: price, stock and
   availability of each product.
 - ``GET /merchant/payouts``; ``POST /merchant/payouts``; ``GET /merchant/reconciliation.csv``.
@@ -35,7 +37,15 @@ from paywarden.commerce.orders import OrderStatus, allowed_next
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
 from paywarden.kernel.money import format_amount, minor_units
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.services import catalog, identity, orders, payouts, reconciliation, webhooks
+from paywarden.services import (
+    catalog,
+    identity,
+    orders,
+    payouts,
+    reconciliation,
+    refund_requests,
+    webhooks,
+)
 from paywarden.store import schema
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.web import pages
@@ -233,6 +243,15 @@ async def console_order(request: Request, order_id: str) -> Response:
                 for r in record.refunds
             ],
             "refundable": _money(remaining, record.currency) if remaining > 0 else None,
+            "requests": [
+                {
+                    "id": r.id,
+                    "amount": _money(r.amount, record.currency) if r.amount else "all",
+                    "reason": r.reason,
+                    "status": r.status,
+                }
+                for r in refund_requests.list_for_order(uow, shop.merchant, order_id)
+            ],
             "step": "1" if not exponent else f"0.{'0' * (exponent - 1)}1",
             "currency": record.currency.upper(),
         }
@@ -256,6 +275,25 @@ async def console_order_refund(request: Request, order_id: str) -> Response:
         orders.refund(uow, shop.merchant, order_id, amount=amount, reason=form.get("reason"))
 
     return await _post(request, work, lambda _: f"/merchant/orders/{order_id}")
+
+
+@router.post("/merchant/refund_requests/{refund_request_id}/{decision}")
+async def console_refund_request(
+    request: Request, refund_request_id: str, decision: str
+) -> Response:
+    """Approve (the refund is made now, to the wallet that paid) or decline an agent's
+    refund request."""
+    if decision not in ("approve", "decline"):
+        return pages.error_page(request, 404, "Not found", "There is no such page.")
+    order_of: dict[str, str] = {}
+
+    def work(uow: UnitOfWork, shop: Shop, form: pages.Form) -> None:
+        decided = refund_requests.decide(
+            uow, shop.merchant, refund_request_id, approve=decision == "approve"
+        )
+        order_of["id"] = decided.order_id
+
+    return await _post(request, work, lambda _: f"/merchant/orders/{order_of['id']}")
 
 
 # --- catalog ---------------------------------------------------------------------------------

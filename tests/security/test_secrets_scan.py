@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from figures_support import report
 from live_server import LiveServer, prepare, serving

@@ -68,7 +68,7 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "acp_token.revoked": "an ACP bearer token was revoked",
     "delegated_token.created": "an agent minted a one-time delegated payment token",
     "delegated_token.used": "a delegated payment token was spent on an ACP checkout",
-    "refund_request.created": "an agent asked the merchant to refund an order to the wallet that paid",
+    "refund_request.created": "an agent asked the merchant to refund an order to the payer",
     "refund_request.approved": "the merchant approved a refund request: the refund was made",
     "refund_request.declined": "the merchant declined a refund request; nothing moved",
 }

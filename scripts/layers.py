@@ -402,6 +402,20 @@ def forbidden_use(spelled: str, bound_to: str, layer: str) -> str | None:
     return f"{layer} must not use {shown}{spelled_as}: it {FORBIDDEN_NAMES[pattern]}"
 
 
+def _lazy_lines(tree: ast.Module) -> set[int]:
+    """Lines of the root's module-level ``__getattr__``: they run on first attribute access,
+    not on ``import paywarden``, so the root may import the SDK there and nowhere else."""
+    lines: set[int] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+            lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    return lines
+
+
+def _is_sdk(imp: Import) -> bool:
+    return within(imp.target, f"{PACKAGE}.sdk") or within(imp.module, f"{PACKAGE}.sdk")
+
+
 def check_file(path: Path, root: Path) -> list[Violation]:
     module, is_package = module_name(path, root)
     layer = layer_of(module)
@@ -412,6 +426,9 @@ def check_file(path: Path, root: Path) -> list[Violation]:
     except SyntaxError as error:
         return [Violation(path, error.lineno or 1, f"cannot parse: {error.msg}")]
     imports = list(imports_in(tree, module, is_package))
+    if module == PACKAGE:  # `paywarden.Client`: the root may name the SDK, lazily (PEP 562)
+        lazy = _lazy_lines(tree)
+        imports = [i for i in imports if not (i.line in lazy and _is_sdk(i))]
     # A set: `os.environ.get` holds both `os.environ` and `os.environ.get`; report the line once.
     found = {Violation(path, i.line, m) for i in imports if (m := check_import(layer, i))}
     if layer in PURE_LAYERS:

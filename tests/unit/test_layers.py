@@ -322,3 +322,35 @@ def test_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
 def test_real_tree_passes() -> None:
     result = run_layers(cwd=REPO)  # no argument: the script finds src/paywarden itself
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_root_may_name_the_sdk_lazily_and_only_so(tmp_path: Path) -> None:
+    lazy = """
+        def __getattr__(name: str) -> object:
+            from paywarden import sdk
+
+            return getattr(sdk, name)
+        """
+    write_tree(tmp_path, {**CLEAN_TREE, "__init__.py": lazy})
+    assert run_layers("paywarden", cwd=tmp_path).returncode == 0
+    eager = "from paywarden import sdk\n"
+    write_tree(tmp_path, {**CLEAN_TREE, "__init__.py": eager})
+    refused = run_layers("paywarden", cwd=tmp_path)
+    assert refused.returncode == 1 and "paywarden.sdk" in refused.stdout
+    services = """
+        def __getattr__(name: str) -> object:
+            from paywarden import services
+
+            return getattr(services, name)
+        """
+    write_tree(tmp_path, {**CLEAN_TREE, "__init__.py": services})
+    assert run_layers("paywarden", cwd=tmp_path).returncode == 1
+
+
+def test_paywarden_client_is_the_sdk_client() -> None:
+    import paywarden  # noqa: PLC0415
+    from paywarden.sdk import AsyncClient, Client  # noqa: PLC0415
+
+    assert paywarden.Client is Client and paywarden.AsyncClient is AsyncClient
+    with pytest.raises(AttributeError):
+        _ = paywarden.NoSuchThing  # type: ignore[attr-defined]

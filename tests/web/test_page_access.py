@@ -30,7 +30,6 @@ PARAM_OBJECTS = {
     "key_id": "key",
     "device_id": "device",
     "refund_request_id": "refund_request",
-    "decision": "decision",
 }
 # Paths outside the pages: the API (its own authorization tests), discovery, static files,
 # the language switch (its parameter is a language, not an object).
@@ -118,7 +117,6 @@ def _world(api: Api, clock: FakeClock) -> tuple[dict[str, str], Browser, Browser
         "refund_request": shop.agent.post(
             f"/v1/orders/{order['id']}/refund_requests", {"reason": "torn bag"}
         ).json()["id"],
-        "decision": "approve",
     }
     return objects, user, merchant, [shop.merchant["name"], "Beans 1 kg", "44.00", "10.00"]
 

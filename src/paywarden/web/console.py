@@ -277,23 +277,28 @@ async def console_order_refund(request: Request, order_id: str) -> Response:
     return await _post(request, work, lambda _: f"/merchant/orders/{order_id}")
 
 
-@router.post("/merchant/refund_requests/{refund_request_id}/{decision}")
-async def console_refund_request(
-    request: Request, refund_request_id: str, decision: str
+async def _decide_refund_request(
+    request: Request, refund_request_id: str, *, approve: bool
 ) -> Response:
-    """Approve (the refund is made now, to the wallet that paid) or decline an agent's
-    refund request."""
-    if decision not in ("approve", "decline"):
-        return pages.error_page(request, 404, "Not found", "There is no such page.")
     order_of: dict[str, str] = {}
 
     def work(uow: UnitOfWork, shop: Shop, form: pages.Form) -> None:
-        decided = refund_requests.decide(
-            uow, shop.merchant, refund_request_id, approve=decision == "approve"
-        )
+        decided = refund_requests.decide(uow, shop.merchant, refund_request_id, approve=approve)
         order_of["id"] = decided.order_id
 
     return await _post(request, work, lambda _: f"/merchant/orders/{order_of['id']}")
+
+
+@router.post("/merchant/refund_requests/{refund_request_id}/approve")
+async def console_refund_request_approve(request: Request, refund_request_id: str) -> Response:
+    """Approve an agent's refund request: the refund is made now, to the wallet that paid."""
+    return await _decide_refund_request(request, refund_request_id, approve=True)
+
+
+@router.post("/merchant/refund_requests/{refund_request_id}/decline")
+async def console_refund_request_decline(request: Request, refund_request_id: str) -> Response:
+    """Decline an agent's refund request: nothing moves."""
+    return await _decide_refund_request(request, refund_request_id, approve=False)
 
 
 # --- catalog ---------------------------------------------------------------------------------

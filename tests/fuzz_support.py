@@ -194,6 +194,42 @@ def _later_cases() -> None:
         text_inputs(["PWQR1.eyJxciI6InFyX3gifQ.dGFn"], "PWQR1.abcdefXYZ0123456789-_="),
         (InvalidRequest,),
     )
+    register("tap message", _tap_message, _tap_inputs(), (InvalidRequest,))
+
+
+def _tap_message(value: Any) -> object:
+    """What the server does with a terminal's tap body before any database work: the route's
+    model (api/routes_devices.TapSubmit), then the cryptogram check and the message hash."""
+    from paywarden.api.http import validate  # noqa: PLC0415
+    from paywarden.api.routes_devices import TapSubmit  # noqa: PLC0415
+    from paywarden.trust import tap  # noqa: PLC0415
+    from paywarden.trust.keys import ed25519_private_key  # noqa: PLC0415
+
+    body = validate(TapSubmit, value if isinstance(value, dict) else {"tap": value})
+    data = tap.TapData(**body.tap.model_dump())
+    key = ed25519_private_key(bytes(32)).public_key
+    tap.verify_cryptogram(key, data, body.cryptogram)
+    return tap.message_hash(data, body.cryptogram)
+
+
+def _tap_inputs() -> st.SearchStrategy[Any]:
+    valid = {
+        "token": "dtk_01JD6Z0000000000000000000A",
+        "amount": 450,
+        "currency": "usd",
+        "merchant": "mer_01JD6Z0000000000000000000A",
+        "terminal": "trm_01JD6Z0000000000000000000A",
+        "unpredictable_number": "9f3a11c0",
+        "counter": 7,
+    }
+    field = st.sampled_from(sorted(valid))
+    odd = st.one_of(st.text(max_size=60), st.integers(), st.none(), st.booleans(), json_values())
+    mutated = st.builds(lambda f, v: {**valid, f: v}, field, odd)
+    cryptogram = st.one_of(st.text(max_size=140), st.from_regex(r"[A-Za-z0-9_-]{0,128}"))
+    return st.one_of(
+        st.builds(lambda tap_, c: {"tap": tap_, "cryptogram": c}, mutated, cryptogram),
+        json_values(),
+    )
 
 
 def _ensure_loaded() -> None:

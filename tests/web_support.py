@@ -64,6 +64,16 @@ class Browser:
         return self.post("/signin", {"csrf_token": token, "email": email, "password": password})
 
 
+def signed_in_with_key(api: Api, secret: str, landing: str) -> Browser:
+    """A browser signed in with a secret key (a user's, a merchant's or the admin's), which
+    must land on ``landing``."""
+    browser = Browser(api)
+    token = browser.csrf("/signin")
+    signed = browser.post("/signin", {"csrf_token": token, "secret_key": secret})
+    assert signed.status_code == 303 and signed.headers["location"] == landing, signed.text
+    return browser
+
+
 @dataclass
 class Person:
     user: dict[str, Any]

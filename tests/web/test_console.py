@@ -11,15 +11,11 @@ from commerce_support import ApiShop, make_api_shop
 from conftest import Api
 from paywarden.kernel.clock import FakeClock
 from paywarden.trust.keys import ed25519_private_key
-from web_support import Browser, csrf_of, person
+from web_support import Browser, csrf_of, person, signed_in_with_key
 
 
 def console(api: Api, merchant_key: str) -> Browser:
-    browser = Browser(api)
-    token = browser.csrf("/signin")
-    signed = browser.post("/signin", {"csrf_token": token, "secret_key": merchant_key})
-    assert signed.status_code == 303 and signed.headers["location"] == "/merchant"
-    return browser
+    return signed_in_with_key(api, merchant_key, "/merchant")
 
 
 def paid_order(shop: ApiShop) -> dict[str, Any]:
@@ -180,13 +176,7 @@ def bind_device(api: Api, user_key: str, name: str = "My glasses") -> str:
 def test_the_user_sees_orders_and_revokes_a_lost_device(api: Api, clock: FakeClock) -> None:
     shop = make_api_shop(api, clock)
     order = paid_order(shop)
-    user = Browser(api)
-    assert (
-        user.post(
-            "/signin", {"csrf_token": user.csrf("/signin"), "secret_key": shop.user_key}
-        ).status_code
-        == 303
-    )
+    user = signed_in_with_key(api, shop.user_key, "/home")
     listed = user.get("/orders")
     assert f'id="order-{order["id"]}"' in listed.text and "2 x Beans 1 kg" in listed.text
     assert f"/payments/{order['payment']}/receipt" in listed.text

@@ -8,15 +8,11 @@ from sqlalchemy import select, update
 from conftest import Api
 from paywarden.kernel.clock import FakeClock
 from paywarden.store import schema
-from web_support import Browser, csrf_of, person, shop
+from web_support import Browser, csrf_of, person, shop, signed_in_with_key
 
 
 def _operator(api: Api) -> Browser:
-    browser = Browser(api)
-    token = browser.csrf("/signin")
-    signed = browser.post("/signin", {"csrf_token": token, "secret_key": api.admin_key})
-    assert signed.status_code == 303 and signed.headers["location"] == "/operator"
-    return browser
+    return signed_in_with_key(api, api.admin_key, "/operator")
 
 
 def test_the_operator_sees_vitals_and_risk_decisions(api: Api, clock: FakeClock) -> None:

@@ -5,11 +5,9 @@ fails here until this test knows which object fills its parameter)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from fastapi.routing import APIRoute
 from test_console import bind_device, console, paid_order, revocable_key
 
 from commerce_support import make_api_shop
@@ -17,7 +15,8 @@ from conftest import Api
 from paywarden.kernel.clock import FakeClock
 from paywarden.services import webhook_delivery
 from paywarden.services.webhook_delivery import RetryPolicy
-from web_support import Browser, csrf_of, person
+from security_support import all_routes
+from web_support import Browser, csrf_of, person, signed_in_with_key
 
 # Which object of the owners' world fills each path parameter of a page.
 PARAM_OBJECTS = {
@@ -38,27 +37,14 @@ NOT_PAGES = ("/v1/", "/acp/", "/.well-known/", "/mcp", "/static/", "/healthz", "
 REFUSED = {404}
 
 
-def _walk(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for route in routes:
-        if hasattr(route, "original_router"):  # an included router, as FastAPI 0.16x wraps it
-            yield from _walk(route.original_router.routes, prefix + route.include_context.prefix)
-        else:
-            yield prefix, route
-
-
 def page_routes(api: Api) -> list[tuple[str, str]]:
-    """Every (method, path) of the app that is a page with an id in its path."""
-    found = []
-    for prefix, route in _walk(api.client.app.routes):  # type: ignore[attr-defined]
-        path = prefix + getattr(route, "path", "")
-        if "{" not in path or path.startswith(NOT_PAGES):
-            continue
-        if isinstance(route, APIRoute) and route.include_in_schema:
-            continue
-        for method in sorted(getattr(route, "methods", None) or {"GET"}):
-            if method != "HEAD":
-                found.append((method, path))
-    return found
+    """Every (method, path) of the app that is a page with an id in its path (the route
+    table as the authorization sweep reads it: tests/security_support.all_routes)."""
+    return [
+        (route.method, route.path)
+        for route in all_routes(api.client.app)  # type: ignore[arg-type]
+        if route.kind == "page" and "{" in route.path and not route.path.startswith(NOT_PAGES)
+    ]
 
 
 def _fill(path: str, objects: dict[str, str]) -> str:
@@ -95,9 +81,7 @@ def _world(api: Api, clock: FakeClock) -> tuple[dict[str, str], Browser, Browser
     body = {"mandate": shop.mandate, "merchant": shop.merchant["id"], "currency": "usd"}
     paid = shop.agent.post("/v1/payments", body | {"amount": 1_000}).json()
     assert paid["status"] == "succeeded", paid
-    user = Browser(api)
-    signed = user.post("/signin", {"csrf_token": user.csrf("/signin"), "secret_key": shop.user_key})
-    assert signed.status_code == 303
+    user = signed_in_with_key(api, shop.user_key, "/home")
     product = next(
         p["id"]
         for p in api.get("/v1/products?merchant=" + shop.merchant["id"], shop.merchant_key).json()[

@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from paywarden.api.http import runtime
 from paywarden.commerce.orders import OrderStatus, allowed_next
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
-from paywarden.kernel.money import format_amount, minor_units
+from paywarden.kernel.money import format_amount
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import (
     catalog,
@@ -48,7 +48,7 @@ from paywarden.services import (
 )
 from paywarden.store import schema
 from paywarden.store.unit_of_work import UnitOfWork
-from paywarden.web import pages
+from paywarden.web import amounts, pages
 from paywarden.web.session import Session
 from paywarden.worker.delivery import retry_policy
 
@@ -148,19 +148,6 @@ def _money(amount: int, currency: str) -> str:
     return format_amount(amount, currency)
 
 
-def _amount(text: str | None, currency: str, param: str) -> int | None:
-    """A decimal amount typed by a person, in minor units (integers only); blank → None."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    exponent = minor_units(currency)
-    whole, _, fraction = text.partition(".")
-    if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > exponent:
-        raise InvalidRequest(f"{text!r} is not an amount in {currency.upper()}", param=param)
-    scale: int = 10**exponent
-    return int(whole) * scale + int(fraction.ljust(exponent, "0") or "0")
-
-
 # --- orders -----------------------------------------------------------------------------------
 
 
@@ -227,7 +214,6 @@ async def console_order(request: Request, order_id: str) -> Response:
             raise NotFound(order_id)
         nexts = allowed_next(OrderStatus(record.status), record.fulfillment_type)
         remaining = record.amount_total - record.amount_refunded
-        exponent = minor_units(record.currency)
         return {
             "title": f"Order {record.id}",
             "order": _order_row(record),
@@ -252,7 +238,7 @@ async def console_order(request: Request, order_id: str) -> Response:
                 }
                 for r in refund_requests.list_for_order(uow, shop.merchant, order_id)
             ],
-            "step": "1" if not exponent else f"0.{'0' * (exponent - 1)}1",
+            "step": amounts.step(record.currency),
             "currency": record.currency.upper(),
         }
 
@@ -271,7 +257,7 @@ async def console_order_status(request: Request, order_id: str) -> Response:
 async def console_order_refund(request: Request, order_id: str) -> Response:
     def work(uow: UnitOfWork, shop: Shop, form: pages.Form) -> None:
         record = orders.get(uow, shop.merchant, order_id)
-        amount = _amount(form.get("amount"), record.currency, "$.amount")
+        amount = amounts.parse_decimal(form.get("amount"), record.currency, "$.amount")
         orders.refund(uow, shop.merchant, order_id, amount=amount, reason=form.get("reason"))
 
     return await _post(request, work, lambda _: f"/merchant/orders/{order_id}")
@@ -312,15 +298,13 @@ async def console_catalog(request: Request) -> Response:
         )
         rows = []
         for product in products:
-            exponent = minor_units(product.currency)
-            whole, fraction = divmod(product.draft.amount, 10**exponent)
             rows.append(
                 {
                     "id": product.id,
                     "sku": product.sku,
                     "title": product.title,
-                    "price": f"{whole}.{fraction:0{exponent}d}" if exponent else str(whole),
-                    "step": "1" if not exponent else f"0.{'0' * (exponent - 1)}1",
+                    "price": amounts.decimal_text(product.draft.amount, product.currency),
+                    "step": amounts.step(product.currency),
                     "stock": "" if product.draft.stock is None else product.draft.stock,
                     "available": product.draft.available,
                     "variants": len(product.variants),
@@ -336,7 +320,7 @@ async def console_catalog_update(request: Request, product_id: str) -> Response:
     def work(uow: UnitOfWork, shop: Shop, form: pages.Form) -> None:
         product = catalog.get_product(uow, shop.id, shop.merchant.livemode, product_id)
         changes: dict[str, Any] = {"available": form.get("available") == "on"}
-        price = _amount(form.get("price"), product.currency, "$.amount")
+        price = amounts.parse_decimal(form.get("price"), product.currency, "$.amount")
         if price is not None:
             changes["amount"] = price
         stock = (form.get("stock") or "").strip()
@@ -370,6 +354,9 @@ async def console_payouts(request: Request) -> Response:
             "balances": [payouts.wire_balance(b) for b in balances],
             "payouts": [payouts.wire_payout(p) for p in listed.items],
             "money": _money,
+            "step": amounts.step(
+                identity.get_merchant(uow, shop.id, shop.merchant.livemode).currency
+            ),
         }
 
     return await _page(request, "console_payouts.html", "payouts", context)
@@ -381,7 +368,7 @@ async def console_payout(request: Request) -> Response:
 
     def work(uow: UnitOfWork, shop: Shop, form: pages.Form) -> None:
         merchant = identity.get_merchant(uow, shop.id, shop.merchant.livemode)
-        amount = _amount(form.get("amount"), merchant.currency, "$.amount")
+        amount = amounts.parse_decimal(form.get("amount"), merchant.currency, "$.amount")
         payouts.create_payout(uow, shop.merchant, amount=amount, settlement_delay=delay)
 
     return await _post(request, work, lambda _: "/merchant/payouts")

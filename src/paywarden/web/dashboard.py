@@ -38,13 +38,13 @@ from paywarden.api.http import runtime
 from paywarden.authorization.constraints import (
     AmountRange,
     Budget,
-    Constraint,
+    Period,
     PeriodBudget,
     to_json,
 )
 from paywarden.authorization.mandates import MandateStatus
 from paywarden.kernel.errors import Conflict, InvalidRequest, NotFound, PaywardenError
-from paywarden.kernel.money import format_amount, minor_units
+from paywarden.kernel.money import format_amount
 from paywarden.kernel.principals import Principal
 from paywarden.services import (
     dashboard,
@@ -57,7 +57,7 @@ from paywarden.services import (
     web_access,
 )
 from paywarden.store.unit_of_work import UnitOfWork
-from paywarden.web import i18n, pages
+from paywarden.web import amounts, i18n, pages
 from paywarden.web.session import Session
 from paywarden.web.wording import describe_all
 
@@ -69,6 +69,7 @@ CHART_WIDTH = 560
 CHART_ROW = 44
 ERASE_WORD = "DELETE"
 _LIMIT_TYPES = (AmountRange, Budget, PeriodBudget)
+_THIS_PERIOD = {Period.DAILY: "today", Period.WEEKLY: "this week", Period.MONTHLY: "this month"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +237,7 @@ def _left_words(view: mandates.MandateView) -> list[str]:
         if entry.count_left is not None:
             parts.append(f"{entry.count_left} payments left")
         if entry.period is not None:
-            parts.append(f"this {entry.period.value.removesuffix('ly').replace('dai', 'day')}")
+            parts.append(_THIS_PERIOD[entry.period])
         if entry.next_allowed_at is not None:
             parts.append(f"next payment allowed from {entry.next_allowed_at:%Y-%m-%d %H:%M} UTC")
         if parts:
@@ -244,26 +245,18 @@ def _left_words(view: mandates.MandateView) -> list[str]:
     return words
 
 
-def _decimal(amount: int, exponent: int) -> str:
-    """``1234`` with exponent 2 → ``"12.34"``: integer arithmetic only."""
-    whole, fraction = divmod(amount, 10**exponent)
-    return f"{whole}.{fraction:0{exponent}d}" if exponent else str(whole)
-
-
 def _limit_fields(view: mandates.MandateView) -> list[dict[str, Any]]:
     """The amount limits a user may change on the page, as decimal strings."""
     fields = []
     for index, c in enumerate(view.mandate.constraints):
         if isinstance(c, _LIMIT_TYPES):
-            exponent = minor_units(c.currency)
             label = describe_all([c], timezone=view.mandate.timezone, names={})[0]
-            value = _decimal(c.max_amount, exponent)
             fields.append(
                 {
                     "name": f"limit_{index}",
                     "label": label,
-                    "value": value,
-                    "step": "1" if not exponent else f"0.{'0' * (exponent - 1)}1",
+                    "value": amounts.decimal_text(c.max_amount, c.currency),
+                    "step": amounts.step(c.currency),
                 }
             )
     return fields
@@ -327,20 +320,11 @@ def _amended(view: mandates.MandateView, form: pages.Form) -> list[dict[str, Any
     for index, c in enumerate(view.mandate.constraints):
         body = to_json(c)
         raw = form.get(f"limit_{index}")
-        if isinstance(c, _LIMIT_TYPES) and raw is not None and raw.strip():
-            body["max"] = _minor(raw.strip(), c)
+        typed = amounts.parse_decimal(raw, c.currency) if isinstance(c, _LIMIT_TYPES) else None
+        if typed is not None:
+            body["max"] = typed
         out.append(body)
     return out
-
-
-def _minor(text: str, c: Constraint) -> int:
-    currency = str(getattr(c, "currency", ""))
-    exponent = minor_units(currency)
-    whole, _, fraction = text.partition(".")
-    if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > exponent:
-        raise InvalidRequest(f"{text!r} is not an amount in {currency.upper()}")
-    scale: int = 10**exponent
-    return int(whole) * scale + int(fraction.ljust(exponent, "0") or "0")
 
 
 @router.post("/mandates/{mandate_id}/amend")

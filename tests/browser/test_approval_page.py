@@ -10,25 +10,20 @@ test-results/screenshots/approval-*.png.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
 
+from browser_support import SCREENSHOTS, chromium
 from live_server import LiveServer
 from paywarden.trust.keys import PrivateKey, ed25519_private_key
 from paywarden.trust.signatures import RequestParts, content_digest, sign_request
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
 EXCERPT = "Book the <b>usual</b> coffee order for the team & ask me if it's over $10."
 FUNDED = 50_000
 BIG = 12_000  # above the default approval_reauth_above (10_000): asks for the key again
@@ -39,14 +34,8 @@ pytestmark = pytest.mark.parametrize("live_server", ["sqlite"], indirect=True)
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"no chromium at {CHROMIUM}, and CI=true: the browser tests must run")
-        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def _signed_post(server: LiveServer, key: PrivateKey, path: str, body: dict[str, Any]) -> Any:

@@ -9,45 +9,30 @@ fail when CI=true (CI must run them). Screenshots go to test-results/screenshots
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
 
+from browser_support import SCREENSHOTS, chromium
 from live_server import LiveServer
 from paywarden.trust.keys import PrivateKey, ed25519_private_key
 from paywarden.trust.signatures import RequestParts, content_digest, sign_request
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
 EXCERPT = 'Get me my usual beans from Harbour Coffee, <b>not</b> more than $40 a week & "fast".'
 
 # SQLite only: the browser checks the pages, the backends are covered by the API tests.
 pytestmark = pytest.mark.parametrize("live_server", ["sqlite"], indirect=True)
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}, and CI=true: the browser tests must run")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        _unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 # --- the agent side, over HTTP ------------------------------------------------------------

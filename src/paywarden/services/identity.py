@@ -33,6 +33,7 @@ __all__ = [
     "get_merchant",
     "get_user",
     "issue_key",
+    "list_keys",
     "revoke_key",
 ]
 
@@ -91,6 +92,35 @@ def _without_secret(record: ApiKeyRecord) -> ApiKeyRecord:
 
 def _fields(record: ApiKeyRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
+
+
+def list_keys(
+    uow: UnitOfWork, principal_type: PrincipalType, principal_id: str | None, livemode: bool
+) -> list[ApiKeyRecord]:
+    """A principal's secret keys, newest first, revoked ones included (never a secret)."""
+    k = schema.api_keys
+    rows = uow.execute(
+        select(k)
+        .where(
+            k.c.principal_type == principal_type.value,
+            k.c.principal_id == principal_id,
+            k.c.livemode == livemode,
+        )
+        .order_by(k.c.id.desc())
+    )
+    return [
+        ApiKeyRecord(
+            id=row.id,
+            livemode=bool(row.livemode),
+            principal_type=row.principal_type,
+            principal_id=row.principal_id,
+            secret_hint=row.secret_hint,
+            api_version=row.api_version,
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
+        for row in rows
+    ]
 
 
 def revoke_key(uow: UnitOfWork, key_id: str, *, actor: Principal | None = None) -> None:

@@ -29,7 +29,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from paywarden.api.http import runtime
@@ -46,7 +45,6 @@ from paywarden.services import (
     refund_requests,
     webhooks,
 )
-from paywarden.store import schema
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.web import amounts, pages
 from paywarden.web.session import Session
@@ -449,24 +447,15 @@ async def console_webhook_resend(request: Request, delivery_id: str) -> Response
 
 
 def _merchant_keys(uow: UnitOfWork, shop: Shop) -> list[dict[str, Any]]:
-    k = schema.api_keys
-    rows = uow.execute(
-        select(k.c.id, k.c.created_at, k.c.revoked_at)
-        .where(
-            k.c.principal_type == PrincipalType.MERCHANT.value,
-            k.c.principal_id == shop.id,
-            k.c.livemode == shop.merchant.livemode,
-        )
-        .order_by(k.c.id.desc())
-    )
+    listed = identity.list_keys(uow, PrincipalType.MERCHANT, shop.id, shop.merchant.livemode)
     return [
         {
-            "id": row.id,
-            "created": f"{row.created_at:%Y-%m-%d %H:%M} UTC",
-            "revoked": f"{row.revoked_at:%Y-%m-%d %H:%M} UTC" if row.revoked_at else None,
-            "current": row.id == shop.merchant.key_id,
+            "id": key.id,
+            "created": f"{key.created_at:%Y-%m-%d %H:%M} UTC",
+            "revoked": f"{key.revoked_at:%Y-%m-%d %H:%M} UTC" if key.revoked_at else None,
+            "current": key.id == shop.merchant.key_id,
         }
-        for row in rows
+        for key in listed
     ]
 
 

@@ -37,8 +37,19 @@ SCENARIO_FIELDS = {
     "p99_ms",
     "ratio",
     "notes",
+    "kinds",
     "runs",
 }
+AGENT_CHECKS = (
+    "payments succeeded",
+    "idempotency records",
+    "nonces remembered",
+    "audit chain verifies",
+    "receipts verify",
+    "sum to zero",
+    "sum of postings",
+    "mandate usage equals the payments",
+)
 
 
 def _bench(tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -52,6 +63,9 @@ def _bench(tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> dic
     reports = list(out.glob("*.json"))
     assert len(reports) == 1, reports
     assert len(list(out.glob("*.svg"))) == 1
+    markdown = next(out.glob("*.md")).read_text()
+    assert f"| paywarden.{backend}.agent_http |" in markdown
+    assert "target p99 <= 25 ms" in markdown
     xml.dom.minidom.parse(str(next(out.glob("*.svg"))))  # well-formed
     assert not list(out.glob(".scratch-*")), "the scratch folder was left behind"
     report: dict[str, Any] = json.loads(reports[0].read_text())
@@ -79,8 +93,15 @@ def _check_report(report: dict[str, Any], backend: str) -> None:
         "http.fastapi",
         f"paywarden.{backend}.in_process",
         f"paywarden.{backend}.http",
+        f"paywarden.{backend}.agent_in_process",
+        f"paywarden.{backend}.agent_http",
+        f"paywarden.{backend}.agent_http_half_peak",
+        f"paywarden.{backend}.mixed",
     }
+    if backend == "postgres":  # skipped, not absent, without the pgbench binary
+        expected.add("storage.postgres.pgbench_tpcb")
     assert set(scenarios) == expected
+    scenarios = {k: s for k, s in scenarios.items() if s["skipped"] is None}
     for key, scenario in scenarios.items():
         assert set(scenario) == SCENARIO_FIELDS, key
         assert scenario["verified"] is True, (key, scenario["failures"])
@@ -103,6 +124,34 @@ def _check_report(report: dict[str, Any], backend: str) -> None:
         f"storage.{backend}.commit_each"
     )
     assert scenarios["crypto.rfc9421_verify"]["limit"] == "crypto.ed25519_verify"
+    _check_agent_scenarios(scenarios, backend)
+
+
+def _check_agent_scenarios(scenarios: dict[str, Any], backend: str) -> None:
+    """The agent payment's scenarios ran their verification, and the mixed one its kinds."""
+    for name in ("agent_in_process", "agent_http", "agent_http_half_peak", "mixed"):
+        checks = " | ".join(scenarios[f"paywarden.{backend}.{name}"]["runs"][0]["checks"])
+        for promised in AGENT_CHECKS:
+            assert promised in checks, (name, promised, checks)
+    for name in ("agent_in_process", "agent_http", "mixed"):
+        scenario = scenarios[f"paywarden.{backend}.{name}"]
+        assert scenario["ratio"] is not None and scenario["ratio"] > 0, name
+    assert "(lowest)" in scenarios[f"paywarden.{backend}.agent_http"]["limit"]
+    half = scenarios[f"paywarden.{backend}.agent_http_half_peak"]
+    assert half["ratio"] is None and "p99" in half["notes"]
+    mixed = scenarios[f"paywarden.{backend}.mixed"]
+    assert set(mixed["kinds"]) == {"payment", "search", "mandate_read", "checkout", "refund"}
+    assert sum(kind["share"] for kind in mixed["kinds"].values()) == pytest.approx(1)
+    assert all(kind["median_per_s"] > 0 for kind in mixed["kinds"].values())
+    run = mixed["runs"][0]
+    assert sum(run["kinds"].values()) == run["count"]
+    assert "refunds of 1 cent stored" in " | ".join(run["checks"])
+    for key, scenario in scenarios.items():
+        if key != mixed["key"]:
+            assert scenario["kinds"] == {}, key
+    pgbench = scenarios.get("storage.postgres.pgbench_tpcb")
+    if pgbench is not None:
+        assert "one per transaction" in " | ".join(pgbench["runs"][0]["checks"])
 
 
 def test_smoke_run_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,13 +20,14 @@ import json
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from paywarden.bench.loopback import Client, drive, server
 from paywarden.bench.model import Outcome, Run, check
@@ -38,7 +39,7 @@ from paywarden.store import migrate, schema
 from paywarden.store.engine import make_engine
 from paywarden.store.unit_of_work import Store, UnitOfWork
 
-__all__ = ["in_process", "over_http"]
+__all__ = ["check_books", "funded_user", "idempotent", "in_process", "over_http", "serve_command"]
 
 AMOUNT = 500
 FEE_BPS = 100
@@ -80,11 +81,11 @@ def _setup(database_url: str, users: int) -> _World:
         [],
     )
     for index in range(users):
-        world.users.append(store.run(partial(_funded_user, index=index, secret=secret)))
+        world.users.append(store.run(partial(funded_user, index=index, secret=secret)))
     return world
 
 
-def _funded_user(uow: UnitOfWork, *, index: int, secret: bytes) -> tuple[Principal, str]:
+def funded_user(uow: UnitOfWork, *, index: int, secret: bytes) -> tuple[Principal, str]:
     """A user with a usd wallet topped up by card with :data:`FUNDS`, in one transaction."""
     tag = f"{index}-{secrets.token_hex(4)}"
     _user, key = identity.create_user(
@@ -97,13 +98,22 @@ def _funded_user(uow: UnitOfWork, *, index: int, secret: bytes) -> tuple[Princip
     return principal, key.secret
 
 
-def _idempotent(
-    world: _World, principal: Principal, path: str, body: dict[str, Any], effect: Any, status: int
+def idempotent(
+    store: Store,
+    secret: bytes,
+    principal: Principal,
+    path: str,
+    body: dict[str, Any],
+    effect: Callable[[UnitOfWork], Any],
+    status: int,
+    *,
+    key: str | None = None,
+    render: Callable[[Any], Any] = wire,
 ) -> Any:
     """What the API's ``post`` does: claim the key, then the effect and its stored response."""
-    scope = idempotency.Scope(principal.scope, "POST", path, secrets.token_hex(12))
-    fingerprint = idempotency.fingerprint(body, world.secret)
-    claimed = world.store.run(
+    scope = idempotency.Scope(principal.scope, "POST", path, key or secrets.token_hex(12))
+    fingerprint = idempotency.fingerprint(body, secret)
+    claimed = store.run(
         lambda uow: idempotency.claim(uow, scope, fingerprint, retention=RETENTION, lock_s=LOCK_S)
     )
     check(isinstance(claimed, idempotency.Claimed), f"a fresh key was not claimed: {path}")
@@ -111,15 +121,45 @@ def _idempotent(
 
     def work(uow: UnitOfWork) -> Any:
         result = effect(uow)
-        text = json.dumps(wire(result))
+        text = json.dumps(render(result))
         check(idempotency.complete(uow, scope, claimed, status, text), "the key was taken over")
         return result
 
-    return world.store.run(work)
+    return store.run(work)
+
+
+def check_books(connection: Connection) -> tuple[list[Any], list[str]]:
+    """The ledger's own invariants, in SQL: the postings of each currency sum to zero, every
+    balance equals the sum of its postings, no reservation is left. Returns the account rows
+    (id, posted) and what was confirmed."""
+    p, a = schema.postings, schema.accounts
+    by_currency = connection.execute(
+        select(p.c.currency, func.sum(p.c.amount)).group_by(p.c.currency)
+    ).all()
+    check(all(total == 0 for _c, total in by_currency), f"postings do not sum to 0: {by_currency}")
+    sums = (
+        select(p.c.account_id, func.sum(p.c.amount).label("total"))
+        .group_by(p.c.account_id)
+        .subquery()
+    )
+    rows = connection.execute(
+        select(a.c.id, a.c.posted, a.c.pending_out, sums.c.total).select_from(
+            a.outerjoin(sums, sums.c.account_id == a.c.id)
+        )
+    ).all()
+    drifted = [row.id for row in rows if row.posted != (row.total or 0)]
+    check(not drifted, f"balances differ from the sum of their postings: {drifted[:3]}")
+    reserved = [row.id for row in rows if row.pending_out != 0]
+    check(not reserved, f"accounts still hold reservations: {reserved[:3]}")
+    return list(rows), [
+        "postings sum to zero per currency",
+        "balances = sum of postings",
+        "no reservation left",
+    ]
 
 
 def _verify(engine: Engine, payments: int, merchant_account: str) -> list[str]:
-    h, p, a, k = schema.holds, schema.postings, schema.accounts, schema.idempotency_keys
+    h, k = schema.holds, schema.idempotency_keys
     with engine.connect() as connection:
         captured = connection.execute(
             select(func.count()).select_from(h).where(h.c.status == "posted")
@@ -129,26 +169,7 @@ def _verify(engine: Engine, payments: int, merchant_account: str) -> list[str]:
             select(func.count()).select_from(h).where(h.c.status != "posted")
         ).scalar_one()
         check(pending == 0, f"{pending} holds left uncaptured")
-        by_currency = connection.execute(
-            select(p.c.currency, func.sum(p.c.amount)).group_by(p.c.currency)
-        ).all()
-        check(
-            all(total == 0 for _c, total in by_currency), f"postings do not sum to 0: {by_currency}"
-        )
-        sums = (
-            select(p.c.account_id, func.sum(p.c.amount).label("total"))
-            .group_by(p.c.account_id)
-            .subquery()
-        )
-        rows = connection.execute(
-            select(a.c.id, a.c.posted, a.c.pending_out, sums.c.total).select_from(
-                a.outerjoin(sums, sums.c.account_id == a.c.id)
-            )
-        ).all()
-        drifted = [row.id for row in rows if row.posted != (row.total or 0)]
-        check(not drifted, f"balances differ from the sum of their postings: {drifted[:3]}")
-        reserved = [row.id for row in rows if row.pending_out != 0]
-        check(not reserved, f"accounts still hold reservations: {reserved[:3]}")
+        rows, books = check_books(connection)
         paid = next(row.posted for row in rows if row.id == merchant_account)
         fee = AMOUNT * FEE_BPS // 10_000
         check(
@@ -165,9 +186,8 @@ def _verify(engine: Engine, payments: int, merchant_account: str) -> list[str]:
         )
     return [
         f"{captured} holds captured",
-        "postings sum to zero per currency",
-        "balances = sum of postings",
-        "merchant paid in full, no reservation left",
+        *books,
+        "merchant paid in full",
         f"{done} idempotency records (2 per payment)",
     ]
 
@@ -182,8 +202,9 @@ def in_process(database_url: str, payments: int) -> Outcome:
         started = time.perf_counter()
         for _ in range(payments):
             t0 = time.perf_counter()
-            view = _idempotent(
-                world,
+            view = idempotent(
+                world.store,
+                world.secret,
                 user,
                 "/v1/holds",
                 hold_body,
@@ -193,12 +214,13 @@ def in_process(database_url: str, payments: int) -> Outcome:
                 201,
             )
             hold_id = view.hold.id
-            _idempotent(
-                world,
+            idempotent(
+                world.store,
+                world.secret,
                 world.merchant,
                 f"/v1/holds/{hold_id}/capture",
                 {},
-                lambda uow, hold_id=hold_id: holds.capture_hold(uow, world.merchant, hold_id),
+                partial(holds.capture_hold, principal=world.merchant, hold_id=hold_id),
                 200,
             )
             latencies.append(time.perf_counter() - t0)
@@ -248,21 +270,7 @@ def over_http(
             return f"capture: not posted: {body[:300]!r}"
         return None
 
-    command = [
-        sys.executable,
-        "-c",
-        "from paywarden.cli.main import main; main()",
-        "serve",
-        "--database-url",
-        database_url,
-        "--no-migrate",
-    ]
-    env = {
-        "PAYWARDEN_LOG_LEVEL": "warning",
-        "PAYWARDEN_MASTER_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32))
-        .rstrip(b"=")
-        .decode(),
-    }
+    command, env = serve_command(database_url)
     with server(command, ready_path="/readyz", log_path=log_path, cwd=scratch, env=env) as port:
         load = drive(port, concurrency, duration_s, step)
     check(not load.errors, f"{len(load.errors)} payments failed, first: {load.errors[:1]}")
@@ -273,3 +281,25 @@ def over_http(
     finally:
         engine.dispose()
     return Outcome(Run(load.count, load.elapsed_s, load.latencies_s, checks))
+
+
+def serve_command(
+    database_url: str, env: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """``paywarden serve`` on ``database_url`` (migrated already), with a fresh master key;
+    ``env`` adds ``PAYWARDEN_*`` settings. The port comes from :func:`server`."""
+    command = [
+        sys.executable,
+        "-c",
+        "from paywarden.cli.main import main; main()",
+        "serve",
+        "--database-url",
+        database_url,
+        "--no-migrate",
+    ]
+    master_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    return command, {
+        "PAYWARDEN_LOG_LEVEL": "warning",
+        "PAYWARDEN_MASTER_KEY": master_key,
+        **(env or {}),
+    }

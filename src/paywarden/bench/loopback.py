@@ -24,7 +24,7 @@ from typing import Any
 
 from paywarden.bench.model import Outcome, Run, check
 
-__all__ = ["Client", "Load", "drive", "echo_limit", "server"]
+__all__ = ["Client", "Exhausted", "Load", "drive", "echo_limit", "server"]
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -172,6 +172,10 @@ class Client:
             await self._reader.readline()
 
 
+class Exhausted(Exception):
+    """Raised by a step whose worker has nothing left to send: that worker stops."""
+
+
 Step = Callable[[Client, int, int], Awaitable[str | None]]  # (client, worker, seq) -> error
 
 
@@ -198,6 +202,8 @@ async def _drive(port: int, concurrency: int, duration_s: float, step: Step) -> 
             t0 = time.perf_counter()
             try:
                 error = await step(client, index, seq)
+            except Exhausted:
+                return
             except (OSError, ValueError, KeyError, asyncio.IncompleteReadError) as failure:
                 error = f"{type(failure).__name__}: {failure}"
             load.latencies_s.append(time.perf_counter() - t0)

@@ -36,6 +36,7 @@ class Run:
     elapsed_s: float
     latencies_s: list[float]
     checks: list[str]  # what verification confirmed, in words
+    kinds: dict[str, int] = field(default_factory=dict)  # a mixed run: operations per kind
 
     @property
     def rate(self) -> float:
@@ -97,15 +98,31 @@ class ScenarioResult:
             "p99_ms": percentile(latencies, 99) * 1000 if latencies else None,
             "ratio": self.ratio,
             "notes": self.notes,
+            "kinds": self.kinds() if self.verified else {},
             "runs": [
                 {
                     "count": run.count,
                     "elapsed_s": run.elapsed_s,
                     "per_s": run.rate if self.verified else None,
                     "checks": run.checks,
+                    "kinds": run.kinds,
                 }
                 for run in self.runs
             ],
+        }
+
+    def kinds(self) -> dict[str, dict[str, float]]:
+        """A mixed scenario's kinds: the median rate of each, and its share of all operations."""
+        names = list(dict.fromkeys(name for run in self.runs for name in run.kinds))
+        total = sum(sum(run.kinds.values()) for run in self.runs)
+        return {
+            name: {
+                "median_per_s": statistics.median(
+                    run.kinds.get(name, 0) / run.elapsed_s for run in self.runs
+                ),
+                "share": sum(run.kinds.get(name, 0) for run in self.runs) / total,
+            }
+            for name in names
         }
 
 

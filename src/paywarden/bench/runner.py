@@ -17,24 +17,27 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
 
 import paywarden
-from paywarden.bench import crypto, ledger, loopback, storage
+from paywarden.bench import agents, crypto, ledger, loopback, mixed, pgbench, storage
 from paywarden.bench.databases import pg_reachable, scratch_postgres, scratch_sqlite
-from paywarden.bench.model import Outcome, ScenarioResult, record
+from paywarden.bench.model import Outcome, ScenarioResult, check, record
+from paywarden.bench.pgbench import Pgbench, find_pgbench
 from paywarden.bench.plot import write_svg
 
 __all__ = ["PROFILES", "Config", "run", "run_cli"]
 
 BACKENDS = ("sqlite", "postgres")
+TARGET_P99_MS = 25  # issue 8: p99 at half the peak rate
+SCALE_TOLERANCE = 0.2  # issue 8: the cost per payment at 1M stored within 20 % of 10k
 
 
 @dataclass(frozen=True)
@@ -51,15 +54,43 @@ class Config:
     concurrency: int  # HTTP clients, for the limits and for paywarden over HTTP
     ledger_payments: int  # paywarden in-process, per run
     ledger_http_s: float  # paywarden over HTTP, per run
+    agent_payments: int  # agent payments in-process, per run
+    agent_http_s: float  # agent payments over HTTP at the peak, per run
+    paced_s: float  # the one open-loop run at half the peak
+    mixed_s: float  # the mixed load, per run
+    pgbench_s: float  # pgbench TPC-B, per run (whole seconds, at least 1)
+    pgbench_scale: int  # pgbench -i -s
+    scale_sizes: tuple[int, ...] = ()  # stored payments to seed for the scale scenario
+    scale_payments: int = 0  # agent payments measured at each size
     backends: tuple[str, ...] = BACKENDS
     pg_url: str = ""
 
 
+SCALE_SIZES = (10_000, 1_000_000)
 PROFILES: dict[str, Config] = {
-    "full": Config("full", 5, 1000, 10_000, 100, 2.0, 10.0, 8, 500, 15.0),
-    "quick": Config("quick", 3, 300, 3000, 100, 1.0, 3.0, 8, 150, 5.0),
+    "full": Config(
+        "full",
+        5,
+        1000,
+        10_000,
+        100,
+        2.0,
+        10.0,
+        8,
+        500,
+        15.0,
+        500,
+        15.0,
+        15.0,
+        15.0,
+        10.0,
+        10,
+        SCALE_SIZES,
+        300,
+    ),
+    "quick": Config("quick", 3, 300, 3000, 100, 1.0, 3.0, 8, 150, 5.0, 100, 4.0, 5.0, 4.0, 3.0, 10),
     # For the test suite: every scenario, a few operations each; the figures mean nothing.
-    "smoke": Config("smoke", 1, 10, 200, 100, 0.05, 0.3, 2, 4, 0.3),
+    "smoke": Config("smoke", 1, 10, 200, 100, 0.05, 0.3, 2, 4, 0.3, 4, 0.3, 0.5, 0.5, 1.0, 1),
 }
 
 
@@ -68,6 +99,7 @@ class _Scenario:
     result: ScenarioResult
     measure: Callable[[], Outcome]
     limits: list[tuple[str, float]] = field(default_factory=list)  # (key, divisor)
+    once: bool = False  # run once, after the rounds (it needs their figures)
 
 
 def _storage(config: Config, backend: str, scratch: Path) -> list[_Scenario]:
@@ -145,26 +177,58 @@ def _http(config: Config, scratch: Path) -> list[_Scenario]:
     return out
 
 
-def _paywarden(config: Config, backend: str, scratch: Path) -> list[_Scenario]:
-    def database() -> AbstractContextManager[str]:
-        if backend == "sqlite":
-            return _sqlite_url(scratch)
-        return scratch_postgres(config.pg_url)
+class _Served(Protocol):
+    def __call__(
+        self,
+        database_url: str,
+        /,
+        *,
+        concurrency: int,
+        duration_s: float,
+        scratch: Path,
+        log_path: Path,
+    ) -> Outcome: ...
 
-    def in_process() -> Outcome:
-        with database() as url:
-            return ledger.in_process(url, config.ledger_payments)
 
-    def over_http() -> Outcome:
-        with database() as url:
-            return ledger.over_http(
+def _database(config: Config, backend: str, scratch: Path) -> AbstractContextManager[str]:
+    if backend == "sqlite":
+        return _sqlite_url(scratch)
+    return scratch_postgres(config.pg_url)
+
+
+def _in_process(
+    config: Config, backend: str, scratch: Path, scenario: Callable[[str, int], Outcome], count: int
+) -> Callable[[], Outcome]:
+    """``scenario(url, count)`` on a fresh database of ``backend``."""
+
+    def measure() -> Outcome:
+        with _database(config, backend, scratch) as url:
+            return scenario(url, count)
+
+    return measure
+
+
+def _served(
+    config: Config, backend: str, scratch: Path, scenario: _Served, duration_s: float, name: str
+) -> Callable[[], Outcome]:
+    """An HTTP scenario on a fresh database of ``backend``, its server's log in the scratch."""
+
+    def measure() -> Outcome:
+        with _database(config, backend, scratch) as url:
+            return scenario(
                 url,
                 concurrency=config.concurrency,
-                duration_s=config.ledger_http_s,
+                duration_s=duration_s,
                 scratch=scratch,
-                log_path=scratch / f"serve-{backend}.log",
+                log_path=scratch / f"serve-{name}-{backend}.log",
             )
 
+    return measure
+
+
+def _paywarden(config: Config, backend: str, scratch: Path) -> list[_Scenario]:
+    in_process = _in_process(config, backend, scratch, ledger.in_process, config.ledger_payments)
+    over_http = _served(config, backend, scratch, ledger.over_http, config.ledger_http_s, "hold")
     storage_limit = f"storage.{backend}.commit_each"
     return [
         _Scenario(
@@ -193,6 +257,103 @@ def _paywarden(config: Config, backend: str, scratch: Path) -> list[_Scenario]:
             [(storage_limit, 1.0), ("http.fastapi", 2.0)],
         ),
     ]
+
+
+def _agent(config: Config, backend: str, scratch: Path) -> list[_Scenario]:
+    in_process = _in_process(config, backend, scratch, agents.in_process, config.agent_payments)
+    over_http = _served(config, backend, scratch, agents.over_http, config.agent_http_s, "agent")
+    load = _served(config, backend, scratch, mixed.mixed, config.mixed_s, "mixed")
+    peak = ScenarioResult(
+        f"paywarden.{backend}.agent_http",
+        "paywarden",
+        f"{backend}: POST /v1/payments (RFC 9421 signed), paywarden serve, "
+        f"{config.concurrency} clients",
+        "payments",
+        "payment (1 request)",
+        notes="limit: the lowest of the storage limit, FastAPI requests/s and RFC 9421 verifies/s",
+    )
+
+    def half_peak() -> Outcome:
+        check(peak.median is not None, "the peak (agent_http) has no verified figure")
+        assert peak.median is not None
+        with _database(config, backend, scratch) as url:
+            return agents.paced(
+                url,
+                rate=peak.median / 2,
+                connections=config.concurrency,
+                duration_s=config.paced_s,
+                scratch=scratch,
+                log_path=scratch / f"serve-paced-{backend}.log",
+            )
+
+    storage_limit = f"storage.{backend}.commit_each"
+    return [
+        _Scenario(
+            ScenarioResult(
+                f"paywarden.{backend}.agent_in_process",
+                "paywarden",
+                f"{backend}: agent payment (verify, admit, idempotency, pay), 1 thread",
+                "payments",
+                "payment",
+                notes="3 transactions a payment (admission with the nonce, idempotency claim, "
+                f"payment); {agents.IN_PROCESS_MANDATES} mandates in turn",
+            ),
+            in_process,
+            [(storage_limit, 1.0), ("crypto.rfc9421_verify", 1.0)],
+        ),
+        _Scenario(
+            peak,
+            over_http,
+            [(storage_limit, 1.0), ("http.fastapi", 1.0), ("crypto.rfc9421_verify", 1.0)],
+        ),
+        _Scenario(
+            ScenarioResult(
+                f"paywarden.{backend}.mixed",
+                "paywarden",
+                f"{backend}: mixed load (payments, search, mandate reads, checkout, refunds), "
+                f"{config.concurrency} clients",
+                "requests",
+                "request",
+                notes="shares " + ", ".join(f"{k} {v:.0%}" for k, v in mixed.SHARES.items()),
+            ),
+            load,
+            [("http.fastapi", 1.0)],
+        ),
+        _Scenario(
+            ScenarioResult(
+                f"paywarden.{backend}.agent_http_half_peak",
+                "paywarden",
+                f"{backend}: agent payments paced at half the agent_http median (open loop)",
+                "payments",
+                "payment, from the time it was due",
+                notes=f"one run of {config.paced_s:g} s; target p99 <= {TARGET_P99_MS} ms",
+            ),
+            half_peak,
+            once=True,
+        ),
+    ]
+
+
+def _scale(config: Config, backend: str, scratch: Path) -> list[_Scenario]:
+    return []
+
+
+def _pgbench(config: Config, scratch: Path, stack: ExitStack) -> list[_Scenario]:
+    binary = find_pgbench()
+    result = ScenarioResult(
+        "storage.postgres.pgbench_tpcb",
+        "storage",
+        f"postgres: pgbench TPC-B -c {pgbench.CLIENTS} -j {pgbench.THREADS} -M prepared, "
+        f"scale {config.pgbench_scale}",
+        "transactions",
+        "transaction",
+    )
+    if binary is None:
+        result.skipped = "no pgbench binary (PATH, /usr/lib/postgresql/*/bin)"
+        return [_Scenario(result, lambda: Outcome(None, "skipped"))]
+    bench = Pgbench(binary, config.pg_url, config.pgbench_scale, scratch)
+    stack.callback(bench.close)
+    return [_Scenario(result, lambda: bench.measure(config.pgbench_s))]
 
 
 @contextmanager
@@ -263,16 +424,27 @@ def run(
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=out))
     try:
-        scenarios: list[_Scenario] = []
-        for backend in config.backends:
-            scenarios += _storage(config, backend, scratch)
-        scenarios += _crypto(config) + _http(config, scratch)
-        for backend in config.backends:
-            scenarios += _paywarden(config, backend, scratch)
-        for round_index in range(config.runs):
+        with ExitStack() as stack:
+            scenarios: list[_Scenario] = []
+            for backend in config.backends:
+                scenarios += _storage(config, backend, scratch)
+            if "postgres" in config.backends:
+                scenarios += _pgbench(config, scratch, stack)
+            scenarios += _crypto(config) + _http(config, scratch)
+            for backend in config.backends:
+                scenarios += _paywarden(config, backend, scratch)
+                scenarios += _agent(config, backend, scratch)
+            for backend in config.backends if config.scale_sizes else ():
+                scenarios += _scale(config, backend, scratch)
+            rounds = [s for s in scenarios if not s.once]
+            for round_index in range(config.runs):
+                for scenario in rounds:
+                    progress(f"run {round_index + 1}/{config.runs}: {scenario.result.key}")
+                    record(scenario.result, scenario.measure)
             for scenario in scenarios:
-                progress(f"run {round_index + 1}/{config.runs}: {scenario.result.key}")
-                record(scenario.result, scenario.measure)
+                if scenario.once:
+                    progress(f"once: {scenario.result.key}")
+                    record(scenario.result, scenario.measure)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     _ratios(scenarios)
@@ -292,6 +464,7 @@ def run(
     path = out / f"{stamp}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     write_svg(results, out / f"{stamp}.svg", title=f"paywarden bench ({config.profile}) {stamp}")
+    (out / f"{stamp}.md").write_text(markdown(report, results))
     return report, results, path
 
 
@@ -310,40 +483,105 @@ def _figure(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def table(results: list[ScenarioResult]) -> Table:
-    grid = Table(title="paywarden bench: median of the runs", title_justify="left")
-    for name, justify in (
-        ("scenario", "left"),
-        ("unit", "left"),  # or why there is no figure
-        ("median /s", "right"),
-        ("spread (min-max)", "right"),
-        ("p50 ms", "right"),
-        ("p99 ms", "right"),
-        ("limit /s", "right"),
-        ("ratio", "right"),
-    ):
-        grid.add_column(name, justify=justify, no_wrap=name != "unit")  # type: ignore[arg-type]
+COLUMNS = (
+    ("scenario", "left"),
+    ("unit", "left"),  # or why there is no figure
+    ("median /s", "right"),
+    ("spread (min-max)", "right"),
+    ("p50 ms", "right"),
+    ("p99 ms", "right"),
+    ("limit /s", "right"),
+    ("ratio", "right"),
+)
+
+
+def rows(results: list[ScenarioResult], *, markup: bool = True) -> list[list[str]]:
+    """The table's rows as text: a mixed scenario's kinds follow it, with their shares."""
+    out: list[list[str]] = []
+    failed = "[red]FAILED[/]" if markup else "FAILED"
     for r in results:
         if r.skipped is not None:
-            grid.add_row(r.key, f"skipped: {r.skipped}", *[""] * 6)
+            out.append([r.key, f"skipped: {r.skipped}", *[""] * 6])
             continue
         if not r.verified:
             lines = "; ".join(r.failures).splitlines() or ["no run"]
             failure = lines[0] if len(lines[0]) <= 90 else lines[0][:89] + "…"
-            grid.add_row(r.key, f"[red]FAILED[/] {failure}", *[""] * 6)
+            out.append([r.key, f"{failed} {failure}", *[""] * 6])
             continue
         data = r.to_json()
-        grid.add_row(
-            r.key,
-            r.unit,
-            _figure(data["median_per_s"]),
-            f"{_figure(data['min_per_s'])}-{_figure(data['max_per_s'])}",
-            _figure(data["p50_ms"], 2),
-            _figure(data["p99_ms"], 2),
-            _figure(r.limit_per_s) if r.limit_per_s is not None else "",
-            f"{r.ratio:.2f}" if r.ratio is not None else "",
+        out.append(
+            [
+                r.key,
+                r.unit,
+                _figure(data["median_per_s"]),
+                f"{_figure(data['min_per_s'])}-{_figure(data['max_per_s'])}",
+                _figure(data["p50_ms"], 2),
+                _figure(data["p99_ms"], 2),
+                _figure(r.limit_per_s) if r.limit_per_s is not None else "",
+                f"{r.ratio:.2f}" if r.ratio is not None else "",
+            ]
         )
+        for kind, figures in data["kinds"].items():
+            share = f"share {figures['share']:.0%}"
+            out.append([f"  {kind}", share, _figure(figures["median_per_s"]), *[""] * 5])
+    return out
+
+
+def table(results: list[ScenarioResult]) -> Table:
+    grid = Table(title="paywarden bench: median of the runs", title_justify="left")
+    for name, justify in COLUMNS:
+        grid.add_column(name, justify=justify, no_wrap=name != "unit")  # type: ignore[arg-type]
+    for row in rows(results):
+        grid.add_row(*row)
     return grid
+
+
+def markdown(report: dict[str, Any], results: list[ScenarioResult]) -> str:
+    """The table as Markdown, with the machine and the command: ready to paste."""
+    machine = report["machine"]
+    head = "| " + " | ".join(name for name, _j in COLUMNS) + " |"
+    rule = "|" + "|".join("---" if j == "left" else "---:" for _n, j in COLUMNS) + "|"
+    body = [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+        for row in rows(results, markup=False)
+    ]
+    return (
+        "\n".join(
+            [
+                f"`{report['command']}`, {report['started_at'][:16]} UTC, took "
+                f"{report['duration_s']} s; machine: {machine['nproc']} cores "
+                f"({machine['cpu_model']}), python {machine['python']}, sqlite {machine['sqlite']}"
+                + (f", postgres {machine['postgres']}" if "postgres" in machine else ""),
+                "",
+                head,
+                rule,
+                *body,
+                "",
+                *_targets(results),
+            ]
+        )
+        + "\n"
+    )
+
+
+def _targets(results: list[ScenarioResult]) -> list[str]:
+    """Issue 8's targets, met or not, in words."""
+    lines = []
+    for r in results:
+        if r.key.endswith(".agent_http_half_peak") and r.verified:
+            p99 = r.to_json()["p99_ms"]
+            verdict = "met" if p99 <= TARGET_P99_MS else "NOT met"
+            lines.append(
+                f"- {r.key}: p99 {p99:.1f} ms at {r.median:,.0f} payments/s; "
+                f"target p99 <= {TARGET_P99_MS} ms: {verdict}"
+            )
+        if r.key.endswith(".scale") and r.verified and r.ratio is not None:
+            verdict = "met" if r.ratio >= 1 - SCALE_TOLERANCE else "NOT met"
+            lines.append(
+                f"- {r.key}: {r.ratio:.2f} of the small-table rate; "
+                f"target within {SCALE_TOLERANCE:.0%}: {verdict}"
+            )
+    return lines
 
 
 def run_cli(
@@ -385,11 +623,14 @@ def run_cli(
             skipped={} if skipped_pg is None else {"postgres": skipped_pg},
             progress=status.update,
         )
-    wide = Console(width=max(console.width, 120), highlight=False)  # the table needs 110
+    wide = Console(width=max(console.width, 130), highlight=False)  # the table needs 125
     wide.print(table(results))
+    for line in _targets(results):
+        wide.print(line)
     wide.print(
-        "latency is per commit (storage), operation (crypto), request (http) and payment "
-        "(paywarden: hold + capture); ratio = median / limit (see benchmarks/README.md)"
+        "latency is per commit (storage), operation (crypto), request (http and mixed) and "
+        "payment (hold + capture, or one agent payment); ratio = median / limit "
+        "(see benchmarks/README.md)"
     )
     machine = report["machine"]
     console.print(
@@ -397,7 +638,7 @@ def run_cli(
         f"python {machine['python']}, sqlite {machine['sqlite']}"
         + (f", postgres {machine['postgres']}" if "postgres" in machine else "")
     )
-    console.print(f"took {report['duration_s']} s; report: {path} (and .svg)")
+    console.print(f"took {report['duration_s']} s; report: {path} (and .svg, .md)")
     if not report["verified"]:
         console.print("[red]a run failed verification: its figures are not reported[/]")
         return 1

@@ -1,0 +1,540 @@
+"""The agent payment, ``POST /v1/payments``: an agent pays a merchant under a mandate with an
+RFC 9421 signed request; in-process, over HTTP at its peak, and paced at half the peak.
+
+The world (set up before the clock starts): one merchant (1 % fee), one agent platform, and
+``payers`` triples of a user funded by a card top-up, an Ed25519 agent and a mandate the agent
+requested and the user consented to (budget :data:`BUDGET`, payee the merchant). Payments go
+round-robin over the mandates, so one hot mandate row is not all that is measured; each
+payment still locks its mandate and reads its recent history (risk), so more payments per
+mandate cost a little more (up to ``RiskConfig.history_size_max`` rows).
+
+Every request is signed before the clock starts (a fresh nonce and ``created`` each, valid
+for :data:`VALIDITY`), so what is timed is the verification, not the signing.
+
+In-process runs the pipeline of ``api/http.py`` ``post()`` and ``_admit_agent`` with the same
+public functions, one payment after another: ``verify_request`` (``AGENT_POLICY``, the
+same key cache), ``agents.admit_signed_request`` (key status, nonce remembered), the
+idempotency claim, then ``PaymentCreate`` validation, ``payments.pay``, ``wire_payment`` and
+the stored response in one transaction: three transactions a payment.
+
+Risk rules are evaluated (their inputs are read) with thresholds set never to fire
+(:data:`RISK`); the server gets them through ``PAYWARDEN_RISK``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from paywarden.api.http import AGENT_POLICY, parse_json_object, validate
+from paywarden.api.routes_mandates import PaymentCreate
+from paywarden.authorization.risk import RiskConfig
+from paywarden.bench import ledger as bench_ledger
+from paywarden.bench.loopback import Client, Exhausted, Load, drive, server
+from paywarden.bench.model import Outcome, Run, check
+from paywarden.kernel.principals import Principal, PrincipalType
+from paywarden.services import agents, audit, idempotency, identity, keys, mandates, payments
+from paywarden.services import platform as platform_service
+from paywarden.store import migrate, schema
+from paywarden.store.engine import make_engine
+from paywarden.store.tables_agents import request_nonces
+from paywarden.store.tables_mandates import mandate_usage
+from paywarden.store.tables_mandates import payments as payments_table
+from paywarden.store.unit_of_work import Store, UnitOfWork
+from paywarden.trust.keys import PrivateKey, ed25519_private_key
+from paywarden.trust.receipts import verify_receipt
+from paywarden.trust.signatures import RequestParts, content_digest, sign_request, verify_request
+
+__all__ = [
+    "RISK",
+    "AgentWorld",
+    "Payer",
+    "SignedRequest",
+    "in_process",
+    "over_http",
+    "paced",
+    "serving",
+    "setup",
+    "verify_payments",
+]
+
+AMOUNT = 500
+FEE_BPS = bench_ledger.FEE_BPS
+BUDGET = bench_ledger.FUNDS  # per mandate: more than any run spends
+VALIDITY = timedelta(seconds=280)  # under AGENT_POLICY.max_age (300 s); covers any run
+PAYMENTS_PATH = "/v1/payments"
+IN_PROCESS_AUTHORITY = "bench.invalid"
+IN_PROCESS_MANDATES = 8
+# Thresholds set never to fire: every rule still reads its inputs for every payment.
+RISK: dict[str, int | bool] = {
+    "agent_step_up_min": 1_000_000_000,
+    "agent_deny_min": 1_000_000_000,
+    "mandate_step_up_min": 1_000_000_000,
+    "mandate_deny_min": 1_000_000_000,
+    "outlier_history_min": 1_000_000_000,
+    "new_merchant_step_up": False,
+    "failure_step_up_min": 1_000_000_000,
+    "failure_deny_min": 1_000_000_000,
+}
+PRESIGN_PER_S = 500  # requests signed per second of an HTTP run; a faster run ends early
+
+
+@dataclass
+class Payer:
+    """A funded user, its agent (Ed25519) and a consented mandate naming them both."""
+
+    user: Principal
+    user_key: str  # the user's secret API key
+    agent: Principal
+    agent_key: PrivateKey
+    mandate: str
+
+
+@dataclass
+class AgentWorld:
+    store: Store
+    secret: bytes  # the instance secret (idempotency fingerprints)
+    master_key: bytes
+    admin: Principal
+    merchant: str
+    merchant_key: str
+    merchant_account: str
+    payers: list[Payer] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """A request signed ahead of time: what the client sends besides Host."""
+
+    method: str
+    path: str
+    body: bytes
+    headers: list[tuple[str, str]]
+
+    def parts(self, authority: str) -> RequestParts:
+        """The request as ``api/http.py`` hands it to ``verify_request``."""
+        headers = [("host", authority), *self.headers]
+        if self.body:
+            headers.append(("content-type", "application/json"))
+        return RequestParts(self.method, "http", authority, self.path, "", headers, self.body)
+
+
+def setup(database_url: str, payers: int, *, pool_size: int = 5) -> AgentWorld:
+    """Migrate, then make the merchant, the agent platform and ``payers`` payers."""
+    engine = make_engine(database_url, pool_size=max(pool_size, payers))
+    migrate.upgrade(engine)
+    store = Store(engine)
+    secret = store.run(platform_service.instance_secret)
+    admin_key = store.run(platform_service.bootstrap_admin)
+    assert admin_key is not None and admin_key.secret is not None
+    admin_secret: str = admin_key.secret
+    admin = store.run(lambda uow: identity.authenticate(uow, admin_secret))
+    merchant, merchant_key = store.run(
+        lambda uow: identity.create_merchant(
+            uow, name="Bench", category="bench", currency="usd", fee_bps=FEE_BPS, livemode=False
+        )
+    )
+    assert merchant_key.secret is not None and merchant.account is not None
+    world = AgentWorld(
+        store,
+        secret,
+        secrets.token_bytes(32),
+        admin,
+        merchant.id,
+        merchant_key.secret,
+        merchant.account.id,
+    )
+    _platform, platform_key = store.run(
+        lambda uow: agents.create_platform(
+            uow, admin, name="Bench agents", origin=f"https://bench-{secrets.token_hex(4)}.example"
+        )
+    )
+    assert platform_key.secret is not None
+    platform_secret: str = platform_key.secret
+    platform = store.run(lambda uow: identity.authenticate(uow, platform_secret))
+    for index in range(payers):
+        world.payers.append(store.run(partial(_payer, world=world, platform=platform, index=index)))
+    return world
+
+
+def _payer(uow: UnitOfWork, *, world: AgentWorld, platform: Principal, index: int) -> Payer:
+    user, user_key = bench_ledger.funded_user(uow, index=index, secret=world.secret)
+    key = ed25519_private_key(secrets.token_bytes(32))
+    agent = agents.register_agent(uow, platform, name=f"Bench {index}", keys=[key.public_jwk()])
+    agent_principal = _agent_principal(agent.id, key)
+    view = mandates.request_mandate(
+        uow,
+        agent_principal,
+        user=str(user.id),
+        currency="usd",
+        constraints=[
+            {"type": "payment.budget", "currency": "usd", "max": BUDGET},
+            {"type": "payment.allowed_payees", "allowed": [world.merchant]},
+        ],
+        timezone="UTC",
+    )
+    mandates.consent(uow, user, view.mandate.id)
+    return Payer(user, user_key, agent_principal, key, view.mandate.id)
+
+
+def _agent_principal(agent_id: str, key: PrivateKey) -> Principal:
+    return Principal(PrincipalType.AGENT, agent_id, False, key.keyid, identity.API_VERSION)
+
+
+def sign(
+    payer: Payer,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    *,
+    authority: str,
+    now: datetime,
+    idempotency_key: bool = True,
+) -> SignedRequest:
+    """``method path`` signed by the payer's agent as ``AGENT_POLICY`` demands: @method,
+    @authority, @path (and content-digest with a body), created, expires, nonce, keyid, tag."""
+    raw = json.dumps(body).encode() if body is not None else b""
+    fields = [("content-digest", content_digest(raw))] if raw else []
+    components = ["@method", "@authority", "@path"] + (["content-digest"] if raw else [])
+    signature_input, signature = sign_request(
+        RequestParts(method, "http", authority, path, "", fields, raw),
+        key=payer.agent_key,
+        components=components,
+        created=now,
+        expires=now + VALIDITY,
+        nonce=secrets.token_urlsafe(16),
+        tag="agent-payer-auth",
+    )
+    headers = [*fields, ("signature-input", signature_input), ("signature", signature)]
+    if idempotency_key:
+        headers.append(("idempotency-key", secrets.token_hex(12)))
+    return SignedRequest(method, path, raw, headers)
+
+
+def payment_request(
+    world: AgentWorld, payer: Payer, *, authority: str, now: datetime
+) -> SignedRequest:
+    body = {"mandate": payer.mandate, "merchant": world.merchant, "amount": AMOUNT}
+    return sign(
+        payer, "POST", PAYMENTS_PATH, {**body, "currency": "usd"}, authority=authority, now=now
+    )
+
+
+class _Pipeline:
+    """``POST /v1/payments`` as ``api/http.py`` runs it, without Starlette and uvicorn."""
+
+    def __init__(self, world: AgentWorld) -> None:
+        self.world = world
+        self.keys = agents.KeyCache()
+        self.risk = RiskConfig(**RISK)  # type: ignore[arg-type]
+        self.issuer = f"http://{IN_PROCESS_AUTHORITY}"
+
+    def admit(self, parts: RequestParts) -> Principal:
+        store = self.world.store
+        now = store.clock.now()
+
+        def load(keyid: str) -> Any:
+            return store.run(lambda uow: agents.key_material(uow, keyid), read_only=True)
+
+        verified = verify_request(
+            parts,
+            keys=lambda keyid: self.keys.get(keyid, lambda: load(keyid)),
+            now=now,
+            policy=AGENT_POLICY,
+        )
+        principal: Principal = store.run(
+            lambda uow: agents.admit_signed_request(
+                uow, verified, now=now, max_age=AGENT_POLICY.max_age
+            )
+        )
+        return principal
+
+    def pay(self, request: SignedRequest) -> payments.PaymentRecord:
+        parts = request.parts(IN_PROCESS_AUTHORITY)
+        principal = self.admit(parts)
+        key = idempotency.check_key(dict(request.headers).get("idempotency-key"))
+        raw = parse_json_object(request.body)
+
+        def effect(uow: UnitOfWork) -> payments.PaymentRecord:
+            body = validate(PaymentCreate, raw)
+            return payments.pay(
+                uow,
+                principal,
+                body.mandate,
+                body.merchant,
+                body.amount,
+                body.currency,
+                body.cart_hash,
+                master_key=self.world.master_key,
+                issuer=self.issuer,
+                risk=self.risk,
+            )
+
+        record: payments.PaymentRecord = bench_ledger.idempotent(
+            self.world.store,
+            self.world.secret,
+            principal,
+            request.path,
+            raw,
+            effect,
+            201,
+            key=key,
+            render=payments.wire_payment,
+        )
+        return record
+
+
+def in_process(database_url: str, count: int) -> Outcome:
+    """``count`` agent payments through the pipeline, one after another, over
+    :data:`IN_PROCESS_MANDATES` mandates."""
+    world = setup(database_url, IN_PROCESS_MANDATES)
+    try:
+        return Outcome(_pay_in_process(world, count, checked_from=0))
+    finally:
+        world.store.engine.dispose()
+
+
+def _pay_in_process(world: AgentWorld, count: int, *, checked_from: int) -> Run:
+    """Pay ``count`` times; verify, counting the ``checked_from`` payments made before."""
+    pipeline = _Pipeline(world)
+    now = world.store.clock.now()
+    requests = [
+        payment_request(
+            world, world.payers[i % len(world.payers)], authority=IN_PROCESS_AUTHORITY, now=now
+        )
+        for i in range(count)
+    ]
+    latencies: list[float] = []
+    started = time.perf_counter()
+    for request in requests:
+        t0 = time.perf_counter()
+        record = pipeline.pay(request)
+        latencies.append(time.perf_counter() - t0)
+        check(record.status == "succeeded", f"a payment was {record.status}: {record.reasons}")
+    elapsed = time.perf_counter() - started
+    checks = verify_payments(world.store.engine, checked_from + count)
+    return Run(count, elapsed, latencies, checks)
+
+
+def verify_payments(
+    engine: Engine,
+    count: int,
+    *,
+    idempotency_records: int | None = None,
+) -> list[str]:
+    """What ``count`` agent payments must have left behind, in SQL and by signature.
+
+    ``idempotency_records`` is how many keys to expect (default ``count``: payments only).
+    The audit chain is checked (hash chains and heads; no checkpoint is written by a run).
+    """
+    p, k = payments_table, schema.idempotency_keys
+    with engine.connect() as connection:
+        succeeded = connection.execute(
+            select(func.count()).select_from(p).where(p.c.status == "succeeded")
+        ).scalar_one()
+        total = connection.execute(select(func.count()).select_from(p)).scalar_one()
+        check(
+            succeeded == total == count, f"{succeeded} of {total} payments succeeded, {count} made"
+        )
+        keys_done = connection.execute(
+            select(func.count()).select_from(k).where(k.c.state == "done")
+        ).scalar_one()
+        keys_all = connection.execute(select(func.count()).select_from(k)).scalar_one()
+        expected = count if idempotency_records is None else idempotency_records
+        check(
+            keys_done == keys_all == expected,
+            f"{keys_done} finished of {keys_all} idempotency records, {expected} expected",
+        )
+        nonces = connection.execute(select(func.count()).select_from(request_nonces)).scalar_one()
+        check(nonces >= count, f"{nonces} nonces remembered for {count} signed payments")
+        a = schema.audit_records
+        audited = connection.execute(
+            select(func.count()).select_from(a).where(a.c.event_type == "payment.succeeded")
+        ).scalar_one()
+        check(audited == count, f"{audited} payment.succeeded audit records, {count} payments")
+        usage = connection.execute(
+            select(func.sum(mandate_usage.c.amount), func.sum(mandate_usage.c.count)).where(
+                mandate_usage.c.period == "lifetime"
+            )
+        ).one()
+        paid = connection.execute(select(func.sum(p.c.amount))).scalar_one() or 0
+        check(
+            (usage[0] or 0) == paid and (usage[1] or 0) == count,
+            f"mandate usage {usage[0]} in {usage[1]} payments; paid {paid} in {count}",
+        )
+        _rows, books = bench_ledger.check_books(connection)
+        tokens = [row.receipt for row in connection.execute(select(p.c.id, p.c.receipt))]
+    store = Store(engine)  # not the world's: its engine is disposed while the server runs
+    report = store.run(lambda uow: audit.verify(uow, {}), read_only=True)
+    check(report.ok, f"the audit chain does not verify: {report.first}")
+    trusted = store.run(keys.verification_keys, read_only=True)
+    for token in tokens:
+        check(token is not None, "a payment has no receipt")
+        verify_receipt(token, trusted)  # raises on a bad signature
+    return [
+        f"{succeeded} payments succeeded",
+        f"{keys_done} idempotency records, all finished",
+        f"{nonces} nonces remembered",
+        f"{audited} payment audit records; audit chain verifies ({report.records} records)",
+        f"{len(tokens)} receipts verify",
+        *books,
+        "mandate usage equals the payments",
+    ]
+
+
+def _presigned(
+    world: AgentWorld, authority: str, concurrency: int, per_worker: int
+) -> list[Iterator[SignedRequest]]:
+    now = world.store.clock.now()
+    return [
+        iter(
+            [
+                payment_request(
+                    world, world.payers[worker % len(world.payers)], authority=authority, now=now
+                )
+                for _ in range(per_worker)
+            ]
+        )
+        for worker in range(concurrency)
+    ]
+
+
+async def send(client: Client, request: SignedRequest) -> tuple[int, bytes]:
+    return await client.request(request.method, request.path, request.body, request.headers)
+
+
+def _paid(status: int, body: bytes) -> str | None:
+    if status != 201:
+        return f"payment: status {status}: {body[:300]!r}"
+    if json.loads(body).get("status") != "succeeded":
+        return f"payment not succeeded: {body[:300]!r}"
+    return None
+
+
+@contextmanager
+def serving(
+    database_url: str, payers: int, *, scratch: Path, log_path: Path
+) -> Iterator[tuple[AgentWorld, int]]:
+    """An agent world with ``payers`` payers, served by ``paywarden serve`` with :data:`RISK`
+    (``PAYWARDEN_RISK``); yields the world and the server's port."""
+    world = setup(database_url, payers)
+    world.store.engine.dispose()  # the server has the database to itself while measured
+    command, env = bench_ledger.serve_command(database_url, {"PAYWARDEN_RISK": json.dumps(RISK)})
+    with server(command, ready_path="/readyz", log_path=log_path, cwd=scratch, env=env) as port:
+        yield world, port
+
+
+def over_http(
+    database_url: str,
+    *,
+    concurrency: int,
+    duration_s: float,
+    scratch: Path,
+    log_path: Path,
+) -> Outcome:
+    """N keep-alive clients POST pre-signed payments to ``paywarden serve`` for
+    ``duration_s`` (or until their requests run out); each client pays under its own mandate."""
+    with serving(database_url, concurrency, scratch=scratch, log_path=log_path) as (world, port):
+        authority = f"127.0.0.1:{port}"
+        per_worker = max(4, int(duration_s * PRESIGN_PER_S / concurrency))
+        pools = _presigned(world, authority, concurrency, per_worker)
+
+        async def step(client: Client, worker: int, _seq: int) -> str | None:
+            request = next(pools[worker], None)
+            if request is None:
+                raise Exhausted
+            return _paid(*await send(client, request))
+
+        load = drive(port, concurrency, duration_s, step)
+    return Outcome(_checked(load, world, database_url))
+
+
+def _checked(load: Load, world: AgentWorld, database_url: str, made: int | None = None) -> Run:
+    check(not load.errors, f"{len(load.errors)} payments failed, first: {load.errors[:1]}")
+    check(load.count > 0, "no payment completed")
+    engine = make_engine(database_url)
+    try:
+        checks = verify_payments(engine, made if made is not None else load.count)
+    finally:
+        engine.dispose()
+    return Run(load.count, load.elapsed_s, load.latencies_s, checks)
+
+
+def paced(
+    database_url: str,
+    *,
+    rate: float,
+    connections: int,
+    duration_s: float,
+    scratch: Path,
+    log_path: Path,
+) -> Outcome:
+    """An open-loop run: a payment is due every ``1/rate`` seconds for ``duration_s``,
+    whatever the server's pace; any of ``connections`` free clients sends it. A sample is
+    from the time it was due to its answer, so queueing behind a slow server counts. One
+    payment per connection warms the server up first (verified, not timed)."""
+    check(rate > 0, "no peak rate to pace at")
+    total = max(1, int(rate * duration_s))
+    with serving(database_url, connections, scratch=scratch, log_path=log_path) as (world, port):
+        authority = f"127.0.0.1:{port}"
+        now = world.store.clock.now()
+        requests = [
+            payment_request(world, world.payers[i % connections], authority=authority, now=now)
+            for i in range(total + connections)
+        ]
+        # One payment per connection first, unmeasured: a warm server is what is paced.
+        warm = asyncio.run(_open_loop(port, connections, 0.0, requests[:connections]))
+        check(not warm.errors, f"a warm-up payment failed: {warm.errors[:1]}")
+        load = asyncio.run(_open_loop(port, connections, 1 / rate, requests[connections:]))
+    return Outcome(_checked(load, world, database_url, made=load.count + connections))
+
+
+async def _open_loop(
+    port: int, connections: int, interval_s: float, requests: list[SignedRequest]
+) -> Load:
+    load = Load()
+    clients = [await Client.open(port) for _ in range(connections)]
+    queue: asyncio.Queue[tuple[float, SignedRequest] | None] = asyncio.Queue()
+    started = time.perf_counter()
+
+    async def produce() -> None:
+        for index, request in enumerate(requests):
+            due = started + index * interval_s
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            queue.put_nowait((due, request))
+        for _ in clients:
+            queue.put_nowait(None)
+
+    async def consume(client: Client) -> None:
+        while (item := await queue.get()) is not None:
+            due, request = item
+            try:
+                error = _paid(*await send(client, request))
+            except (OSError, ValueError, asyncio.IncompleteReadError) as failure:
+                error = f"{type(failure).__name__}: {failure}"
+            load.latencies_s.append(time.perf_counter() - due)
+            if error is None:
+                load.count += 1
+            else:
+                load.errors.append(error)
+
+    try:
+        await asyncio.gather(produce(), *(consume(client) for client in clients))
+        load.elapsed_s = time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.close()
+    return load

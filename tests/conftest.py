@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -162,14 +163,28 @@ def fresh_database(backend: str, directory: Path) -> Iterator[str]:
         drop_pg_database(url)
 
 
+# The sequences owned by columns of the given tables (what RESTART IDENTITY restarts).
+_OWNED_SEQUENCES = text(
+    """SELECT s.oid::regclass::text FROM pg_class s
+       JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass
+                       AND d.deptype IN ('a', 'i')
+       JOIN pg_class t ON t.oid = d.refobjid
+       WHERE s.relkind = 'S' AND t.relname = ANY(:names)
+         AND t.relnamespace = current_schema()::regnamespace"""
+)
+
+
 def truncate_all(store: Store) -> None:
+    """Empty every table and restart the id sequences. DELETE in dependency order, not
+    TRUNCATE: on tables this small TRUNCATE costs about a second per call on PostgreSQL
+    (new files for some fifty tables), DELETE a few milliseconds."""
     with store.engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
         if store.dialect == "postgresql":
-            names = ", ".join(table.name for table in metadata.sorted_tables)
-            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(metadata.sorted_tables):
-                connection.execute(table.delete())
+            names = [table.name for table in metadata.sorted_tables]
+            for sequence in connection.execute(_OWNED_SEQUENCES, {"names": names}).scalars():
+                connection.execute(text("SELECT setval(:s, 1, false)"), {"s": sequence})
 
 
 # --- stores -----------------------------------------------------------------------------
@@ -184,10 +199,23 @@ def sqlite_url(directory: Path) -> str:
     return f"sqlite:///{directory / 'paywarden.db'}"
 
 
-@pytest.fixture
-def sqlite_store(tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
-    engine = make_engine(sqlite_url(tmp_path))
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database made once per session; tests get a copy of the file
+    (running the migrations costs about half a second per test)."""
+    folder = tmp_path_factory.mktemp("sqlite-template")
+    engine = make_engine(sqlite_url(folder))
     migrate.upgrade(engine)
+    engine.dispose()  # the last connection's close checkpoints the WAL into the file
+    path = folder / "paywarden.db"
+    assert not path.with_name(path.name + "-wal").exists(), "the template kept its WAL"
+    return path
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, clock: FakeClock, sqlite_template: Path) -> Iterator[Store]:
+    shutil.copyfile(sqlite_template, tmp_path / "paywarden.db")
+    engine = make_engine(sqlite_url(tmp_path))
     store = Store(engine, clock)
     yield store
     engine.dispose()

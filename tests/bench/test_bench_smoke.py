@@ -142,9 +142,9 @@ def _check_agent_scenarios(scenarios: dict[str, Any], backend: str) -> None:
     mixed = scenarios[f"paywarden.{backend}.mixed"]
     assert set(mixed["kinds"]) == {"payment", "search", "mandate_read", "checkout", "refund"}
     assert sum(kind["share"] for kind in mixed["kinds"].values()) == pytest.approx(1)
-    assert all(kind["median_per_s"] > 0 for kind in mixed["kinds"].values())
-    run = mixed["runs"][0]
+    run = mixed["runs"][0]  # a short smoke run may not reach every kind: counts, not rates
     assert sum(run["kinds"].values()) == run["count"]
+    assert run["kinds"]["payment"] > 0
     assert "refunds of 1 cent stored" in " | ".join(run["checks"])
     for key, scenario in scenarios.items():
         if key != mixed["key"]:
@@ -193,3 +193,26 @@ def test_a_crash_is_a_failure_not_a_figure() -> None:
     record(result, crash)
     record(result, lambda: Outcome(Run(5, 1.0, [0.1] * 5, ["ok"])))  # not run after a failure
     assert result.runs == [] and result.median is None and not result.verified
+
+
+def test_scale_seeds_valid_payments_and_verifies(tmp_path: Path) -> None:
+    """The scale scenario's bulk seeding, tiny: the seeded payments, with their holds,
+    transfers and postings, leave books and usage that verify, and a measured run counts them."""
+    from contextlib import nullcontext  # noqa: PLC0415
+
+    from paywarden.bench import scale  # noqa: PLC0415
+
+    assert [scale.label(n) for n in (10_000, 1_000_000, 1500)] == ["10k", "1m", "1500"]
+    scaled = scale.Scaled(lambda: nullcontext(f"sqlite:///{tmp_path / 'scale.db'}"), 2)
+    try:
+        first = scaled.measure(40, 3)
+        second = scaled.measure(40, 2)  # the same database: seeded once
+    finally:
+        scaled.close()
+    for outcome in (first, second):
+        assert outcome.run is not None, outcome.failure
+        assert outcome.run.count > 0
+    assert second.run is not None
+    checks = " | ".join(second.run.checks)
+    assert "47 payments succeeded (40 of them seeded)" in checks  # 2 templates + 3 + 2
+    assert "mandate usage equals the payments" in checks and "sum of postings" in checks

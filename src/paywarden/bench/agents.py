@@ -87,6 +87,7 @@ RISK: dict[str, int | bool] = {
     "failure_step_up_min": 1_000_000_000,
     "failure_deny_min": 1_000_000_000,
 }
+SEEDED_PREFIX = "00s"  # after "pay_": bulk-seeded payments (scale); real ids begin "01"
 PRESIGN_PER_S = 500  # requests signed per second of an HTTP run; a faster run ends early
 
 
@@ -300,13 +301,16 @@ def in_process(database_url: str, count: int) -> Outcome:
     :data:`IN_PROCESS_MANDATES` mandates."""
     world = setup(database_url, IN_PROCESS_MANDATES)
     try:
-        return Outcome(_pay_in_process(world, count, checked_from=0))
+        return Outcome(measure_in_process(world, count, checked_from=0))
     finally:
         world.store.engine.dispose()
 
 
-def _pay_in_process(world: AgentWorld, count: int, *, checked_from: int) -> Run:
-    """Pay ``count`` times; verify, counting the ``checked_from`` payments made before."""
+def pay_in_process(
+    world: AgentWorld, count: int, latencies: list[float] | None = None
+) -> list[payments.PaymentRecord]:
+    """``count`` payments through the pipeline, round-robin over the payers, each one
+    checked to have succeeded; their latencies are appended to ``latencies``."""
     pipeline = _Pipeline(world)
     now = world.store.clock.now()
     requests = [
@@ -315,15 +319,25 @@ def _pay_in_process(world: AgentWorld, count: int, *, checked_from: int) -> Run:
         )
         for i in range(count)
     ]
-    latencies: list[float] = []
-    started = time.perf_counter()
+    records = []
     for request in requests:
         t0 = time.perf_counter()
         record = pipeline.pay(request)
-        latencies.append(time.perf_counter() - t0)
+        if latencies is not None:
+            latencies.append(time.perf_counter() - t0)
         check(record.status == "succeeded", f"a payment was {record.status}: {record.reasons}")
+        records.append(record)
+    return records
+
+
+def measure_in_process(world: AgentWorld, count: int, *, checked_from: int, seeded: int = 0) -> Run:
+    """Pay ``count`` times and verify, counting the ``checked_from`` payments made before
+    through the pipeline and ``seeded`` stored in bulk (:mod:`paywarden.bench.scale`)."""
+    latencies: list[float] = []
+    started = time.perf_counter()
+    pay_in_process(world, count, latencies)
     elapsed = time.perf_counter() - started
-    checks = verify_payments(world.store.engine, checked_from + count)
+    checks = verify_payments(world.store.engine, checked_from + count, seeded=seeded)
     return Run(count, elapsed, latencies, checks)
 
 
@@ -332,6 +346,7 @@ def verify_payments(
     count: int,
     *,
     idempotency_records: int | None = None,
+    seeded: int = 0,
 ) -> list[str]:
     """What ``count`` agent payments must have left behind, in SQL and by signature.
 
@@ -345,7 +360,8 @@ def verify_payments(
         ).scalar_one()
         total = connection.execute(select(func.count()).select_from(p)).scalar_one()
         check(
-            succeeded == total == count, f"{succeeded} of {total} payments succeeded, {count} made"
+            succeeded == total == count + seeded,
+            f"{succeeded} of {total} payments succeeded, {count} made and {seeded} seeded",
         )
         keys_done = connection.execute(
             select(func.count()).select_from(k).where(k.c.state == "done")
@@ -370,11 +386,12 @@ def verify_payments(
         ).one()
         paid = connection.execute(select(func.sum(p.c.amount))).scalar_one() or 0
         check(
-            (usage[0] or 0) == paid and (usage[1] or 0) == count,
-            f"mandate usage {usage[0]} in {usage[1]} payments; paid {paid} in {count}",
+            (usage[0] or 0) == paid and (usage[1] or 0) == count + seeded,
+            f"mandate usage {usage[0]} in {usage[1]} payments; paid {paid} in {count + seeded}",
         )
         _rows, books = bench_ledger.check_books(connection)
-        tokens = [row.receipt for row in connection.execute(select(p.c.id, p.c.receipt))]
+        made = select(p.c.receipt).where(~p.c.id.startswith(f"pay_{SEEDED_PREFIX}"))
+        tokens = list(connection.execute(made).scalars())
     store = Store(engine)  # not the world's: its engine is disposed while the server runs
     report = store.run(lambda uow: audit.verify(uow, {}), read_only=True)
     check(report.ok, f"the audit chain does not verify: {report.first}")
@@ -383,7 +400,7 @@ def verify_payments(
         check(token is not None, "a payment has no receipt")
         verify_receipt(token, trusted)  # raises on a bad signature
     return [
-        f"{succeeded} payments succeeded",
+        f"{succeeded} payments succeeded" + (f" ({seeded} of them seeded)" if seeded else ""),
         f"{keys_done} idempotency records, all finished",
         f"{nonces} nonces remembered",
         f"{audited} payment audit records; audit chain verifies ({report.records} records)",

@@ -499,17 +499,25 @@ def bench(
             help="PostgreSQL server; a scratch database pw_bench_* is made and dropped on it",
         ),
     ] = "postgresql://postgres@127.0.0.1:5432/test",
+    scale: Annotated[
+        bool | None,
+        typer.Option(
+            "--scale/--no-scale",
+            help="also pay with 10k and 1M payments stored (default: full profile only)",
+        ),
+    ] = None,
     smoke: Annotated[bool, typer.Option("--smoke", hidden=True)] = False,
 ) -> None:
     """Measure paywarden side by side with its limits (storage, crypto, HTTP); see
     benchmarks/README.md. Exits 1 if a run fails verification."""
     try:
-        from paywarden.bench.runner import run_cli  # noqa: PLC0415
+        from paywarden.bench.runner import SCALE_SIZES, run_cli  # noqa: PLC0415
     except ImportError as error:
         console.print(f"[red]bench needs the server install ({error.name} is missing)[/]")
         raise typer.Exit(2) from None
     flags = [*(["--quick"] if quick else []), *(["--smoke"] if smoke else [])]
     flags += ["--backend", backend, *(["--runs", str(runs)] if runs else []), "--out", str(out)]
+    flags += [] if scale is None else ["--scale" if scale else "--no-scale"]
     command = " ".join(["paywarden", "bench", *flags])
     status = run_cli(
         console,
@@ -520,6 +528,7 @@ def bench(
         out=out,
         pg_url=pg_url,
         command=command,
+        scale_sizes=None if scale is None else (SCALE_SIZES if scale else ()),
     )
     if status:
         raise typer.Exit(status)

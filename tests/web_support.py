@@ -54,6 +54,13 @@ class Browser:
         finally:
             self._leave()
 
+    def post_json(self, path: str, body: Any, headers: dict[str, str]) -> Any:
+        self._enter()
+        try:
+            return self.api.client.post(path, json=body, headers=headers, follow_redirects=False)
+        finally:
+            self._leave()
+
     def csrf(self, path: str = "/signin") -> str:
         page = self.get(path)
         assert page.status_code == 200, page.text

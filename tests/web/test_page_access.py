@@ -12,6 +12,7 @@ from test_console import bind_device, console, paid_order, revocable_key
 
 from commerce_support import make_api_shop
 from conftest import Api
+from passkey_support import SoftAuthenticator, add_passkey
 from paywarden.kernel.clock import FakeClock
 from paywarden.services import webhook_delivery
 from paywarden.services.webhook_delivery import RetryPolicy
@@ -29,6 +30,7 @@ PARAM_OBJECTS = {
     "key_id": "key",
     "device_id": "device",
     "refund_request_id": "refund_request",
+    "passkey_id": "passkey",
 }
 # Paths outside the pages: the API (its own authorization tests), discovery, static files,
 # the language switch (its parameter is a language, not an object).
@@ -61,7 +63,8 @@ def _fill(path: str, objects: dict[str, str]) -> str:
 
 def _world(api: Api, clock: FakeClock) -> tuple[dict[str, str], Browser, Browser, list[str]]:
     """A merchant with an order, a product, a webhook delivery and a second key; a user with a
-    mandate, a payment and an approval waiting; their two browsers; words that must not leak."""
+    mandate, a payment, an approval waiting and a passkey; their two browsers; words that must
+    not leak."""
     shop = make_api_shop(api, clock)
     merchant = console(api, shop.merchant_key)
     hook = api.post(
@@ -101,6 +104,7 @@ def _world(api: Api, clock: FakeClock) -> tuple[dict[str, str], Browser, Browser
         "refund_request": shop.agent.post(
             f"/v1/orders/{order['id']}/refund_requests", {"reason": "torn bag"}
         ).json()["id"],
+        "passkey": add_passkey(user, SoftAuthenticator())["id"],
     }
     return objects, user, merchant, [shop.merchant["name"], "Beans 1 kg", "44.00", "10.00"]
 
@@ -170,3 +174,4 @@ def test_no_page_shows_another_users_or_merchants_objects(api: Api, clock: FakeC
     assert (order["status"], order["amount_refunded"]) == ("created", 0)
     approval = api.get(f"/v1/approvals/{objects['approval']}", api.admin_key).json()
     assert approval["status"] == "pending"
+    assert objects["passkey"] in user.get("/settings").text

@@ -50,6 +50,7 @@ PREFIXES: Final[dict[str, str]] = {
     "rfr": "refund request",
     "ba": "payout bank account",
     "atk": "ACP agent bearer token",
+    "psk": "passkey",
 }
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -7,7 +7,8 @@ sign-in is an audit record.
 
 A browser session is a row keyed by the SHA-256 of the random session id its cookie carries:
 signing out ends the row, so a copied cookie stops working at once; a session signed in with
-a secret key also ends when that key is revoked.
+a secret key also ends when that key is revoked, and one signed in with a passkey when that
+passkey is removed (:mod:`paywarden.services.passkeys`).
 """
 
 from __future__ import annotations
@@ -175,9 +176,10 @@ def start_session(
     livemode: bool,
     key_id: str | None,
     expires_at: datetime,
+    passkey_id: str | None = None,
 ) -> None:
-    """Record a signed-in browser session: a user's (password or key), a merchant's (its
-    secret key) or an operator's (the admin key; no principal id)."""
+    """Record a signed-in browser session: a user's (password, passkey or key), a merchant's
+    (its secret key) or an operator's (the admin key; no principal id)."""
     invariant(principal_type in _SESSION_TYPES, "web sessions are for users, merchants, admins")
     invariant(
         (principal_type is PrincipalType.ADMIN) == (principal_id is None),
@@ -186,7 +188,9 @@ def start_session(
     invariant(
         principal_type is PrincipalType.USER or key_id is not None, "only users use passwords"
     )
-    method = "secret_key" if key_id else "password"
+    invariant(key_id is None or passkey_id is None, "one way of signing in per session")
+    invariant(passkey_id is None or principal_type is PrincipalType.USER, "only users use passkeys")
+    method = "secret_key" if key_id else "passkey" if passkey_id else "password"
     uow.execute(
         insert(web_sessions).values(
             id=session_digest(sid),
@@ -197,6 +201,7 @@ def start_session(
             method=method,
             created_at=uow.clock.now(),
             expires_at=expires_at,
+            passkey_id=passkey_id,
         )
     )
     audit.record(

@@ -16,7 +16,8 @@ agents, data and settings.
   at once, with its tap tokens.
 - ``GET /agents``: the agents that hold or asked for the user's mandates.
 - ``GET /privacy``; ``GET /privacy/export`` (a JSON download); ``POST /privacy/erase``.
-- ``GET /settings``; ``POST /settings/password``; ``POST /settings/sessions/end``.
+- ``GET /settings``; ``POST /settings/password``; ``POST /settings/sessions/end``; the
+  passkeys listed there are added and removed through ``web/routes.py``.
 - ``GET /lang/{en|zh}?next=``: the language switch (a cookie).
 
 Every page needs a signed-in user and shows only that user's objects: an id that is not
@@ -51,6 +52,7 @@ from paywarden.services import (
     devices,
     mandates,
     orders,
+    passkeys,
     payments,
     privacy,
     receipts,
@@ -569,11 +571,17 @@ async def privacy_erase(request: Request) -> Response:
 @router.get("/settings")
 async def settings_page(request: Request) -> Response:
     saved = request.query_params.get("saved") == "1"
+    passkey_note = request.query_params.get("passkey")  # "added" or "removed"
     return await _page(
         request,
         "settings.html",
         "settings",
-        lambda uow, user: {"title": "Settings", "saved": saved},
+        lambda uow, user: {
+            "title": "Settings",
+            "saved": saved,
+            "passkeys": passkeys.list_passkeys(uow, user),
+            "passkey_note": passkey_note if passkey_note in ("added", "removed") else None,
+        },
     )
 
 

@@ -2,6 +2,11 @@
 
 - ``GET /signin``, ``POST /signin``: the user enters their secret key once; the server checks
   it and sets a signed session cookie (a new session id). ``POST /signout`` ends it.
+- Passkeys (WebAuthn, ``static/passkeys.js`` drives the browser's side): JSON ceremonies
+  ``POST /passkeys/register/{begin,finish}`` for a signed-in user and
+  ``POST /passkeys/signin/{begin,finish}`` before sign-in, each checked for the page's
+  ``Origin`` and the session's CSRF token (``X-CSRF-Token``); a challenge is bound to the
+  session that asked for it. ``POST /settings/passkeys/{id}/remove`` removes one.
 - ``GET /mandates/{id}/consent``: the agent asking (name, platform, key thumbprints), the
   constraints in plain words, and the conversation excerpt the agent sent; Consent and
   Decline buttons. ``POST`` to the same path with ``decision=consent|decline`` grants the
@@ -17,23 +22,39 @@ token bound to the session; a POST without a valid one is 403.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from paywarden.api.http import runtime
 from paywarden.authorization.constraints import AllowedPayees
 from paywarden.authorization.mandates import MandateStatus
-from paywarden.kernel.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied
+from paywarden.kernel.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from paywarden.kernel.money import format_amount
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.services import approvals, dashboard, identity, mandates, payments, web_access
+from paywarden.services import (
+    approvals,
+    dashboard,
+    identity,
+    mandates,
+    passkeys,
+    payments,
+    web_access,
+)
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.web import i18n, pages
 from paywarden.web.console import router as console_router
@@ -64,13 +85,22 @@ def stylesheet() -> Response:
     )
 
 
-@router.get("/static/console.js")
-def console_script() -> Response:
+def _script(name: str) -> Response:
     return Response(
-        pages.static_text("console.js"),
+        pages.static_text(name),
         media_type="text/javascript",
         headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
     )
+
+
+@router.get("/static/console.js")
+def console_script() -> Response:
+    return _script("console.js")
+
+
+@router.get("/static/passkeys.js")
+def passkeys_script() -> Response:
+    return _script("passkeys.js")
 
 
 # --- sign-in ------------------------------------------------------------------------------
@@ -169,8 +199,17 @@ async def sign_in(request: Request) -> Response:
     who = await _who(request, form)
     if isinstance(who, str):
         return _sign_in_page(request, session, form.get("next"), error=who, status=401)
+    _role, landing = _KEY_SESSIONS[who.kind]
+    fresh = await _open_session(request, who)
+    response = pages.redirect(pages.safe_next(form.get("next")) or landing)
+    pages.set_session(request, response, fresh)
+    return response
+
+
+async def _open_session(request: Request, who: _Who, passkey_id: str | None = None) -> Session:
+    """A new session id and its server-side row (the caller sets the cookie)."""
     store = runtime(request).store
-    role, landing = _KEY_SESSIONS[who.kind]
+    role, _landing = _KEY_SESSIONS[who.kind]
     fresh = signed_in(
         store.clock.now(),
         user=who.principal_id,
@@ -189,11 +228,10 @@ async def sign_in(request: Request) -> Response:
             livemode=who.livemode,
             key_id=who.key_id,
             expires_at=datetime.fromtimestamp(fresh.expires, UTC),
+            passkey_id=passkey_id,
         ),
     )
-    response = pages.redirect(pages.safe_next(form.get("next")) or landing)
-    pages.set_session(request, response, fresh)
-    return response
+    return fresh
 
 
 @router.post("/signout")
@@ -273,17 +311,28 @@ async def consent_page(request: Request, mandate_id: str) -> Response:
     )
 
 
-async def _decision_form(
-    request: Request, choices: tuple[str, str]
-) -> tuple[Session | None, Principal, str, pages.Form] | Response:
-    """A signed-in, CSRF-checked form POST choosing one of ``choices``, or the page that
-    refuses it (checks in this order: CSRF, sign-in, choice)."""
+async def _checked_form(
+    request: Request,
+) -> tuple[Session | None, Principal, pages.Form] | Response:
+    """A signed-in, CSRF-checked form POST, or the page that refuses it (CSRF first)."""
     session, user = await _page_user(request)
     form = await pages.read_form(request)
     if not pages.csrf_ok(request, session, form):
         return pages.error_page(request, 403, "Refused", "The form expired. Reload and retry.")
     if user is None:
         return pages.to_sign_in(request)
+    return session, user, form
+
+
+async def _decision_form(
+    request: Request, choices: tuple[str, str]
+) -> tuple[Session | None, Principal, str, pages.Form] | Response:
+    """A signed-in, CSRF-checked form POST choosing one of ``choices``, or the page that
+    refuses it (checks in this order: CSRF, sign-in, choice)."""
+    checked = await _checked_form(request)
+    if isinstance(checked, Response):
+        return checked
+    session, user, form = checked
     decision = form.get("decision")
     if decision not in choices:
         names = " or ".join(choice.capitalize() for choice in choices)
@@ -439,6 +488,182 @@ async def approval_decision(request: Request, approval_id: str) -> Response:
     except Conflict:
         pass  # decided already, or changed since shown: the page shows it as it is now
     return pages.redirect(request.url.path)
+
+
+# --- passkeys ----------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+CSRF_HEADER = "X-CSRF-Token"
+CEREMONY_BODY_BYTES_MAX = 16_384
+
+
+def relying_party(request: Request) -> passkeys.RelyingParty:
+    """The RP ID and origin passkeys are bound to: those of ``public_url`` when it is set (a
+    server behind a proxy), else this request's own host, scheme and port."""
+    public_url = runtime(request).settings.public_url
+    url = urlsplit(public_url) if public_url else urlsplit(str(request.base_url))
+    host = (url.hostname or "").lower()
+    origin = f"{url.scheme}://{host}" + (f":{url.port}" if url.port else "")
+    return passkeys.RelyingParty(id=host, origin=origin)
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    response = JSONResponse(body, status_code=status)
+    response.headers.update(pages.SECURITY_HEADERS)
+    return response
+
+
+def _refusal(request: Request, status: int, key: str) -> Response:
+    return _json({"error": i18n.translator(i18n.language(request))(key)}, status)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ceremony:
+    session: Session
+    digest: str  # the session's id as challenges store it
+    rp: passkeys.RelyingParty
+    body: dict[str, Any]
+
+
+async def _ceremony(request: Request) -> _Ceremony | Response:
+    """A ceremony's JSON POST from this site's own page: its ``Origin`` must be the relying
+    party's, its ``X-CSRF-Token`` the session's, its body a small JSON object."""
+    rp = relying_party(request)
+    session = pages.web_session(request)
+    if request.headers.get("origin") != rp.origin:
+        return _refusal(request, 403, "passkey.refused")
+    token = pages.Form({pages.CSRF_FIELD: request.headers.get(CSRF_HEADER, "")})
+    if session is None or not pages.csrf_ok(request, session, token):
+        return _refusal(request, 403, "passkey.refused")
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if len(raw) <= CEREMONY_BODY_BYTES_MAX else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return _refusal(request, 400, "passkey.failed")
+    return _Ceremony(session, web_access.session_digest(session.sid), rp, body)
+
+
+async def _finish(
+    request: Request,
+    ceremony: _Ceremony,
+    purpose: passkeys.Purpose,
+    finish: Callable[[UnitOfWork, passkeys.Challenge | None, dict[str, Any]], _T],
+) -> _T:
+    """Take the challenge the posted credential signed (its own transaction: used once,
+    whatever follows), then ``finish`` the ceremony with it."""
+    store = runtime(request).store
+    posted = ceremony.body.get("credential")
+    credential: dict[str, Any] = posted if isinstance(posted, dict) else {}
+    challenge = await run_in_threadpool(
+        store.run,
+        lambda uow: passkeys.take_challenge(uow, purpose, ceremony.digest, credential),
+    )
+    return await run_in_threadpool(store.run, lambda uow: finish(uow, challenge, credential))
+
+
+async def _ceremony_user(request: Request) -> tuple[_Ceremony, Principal] | Response:
+    ceremony = await _ceremony(request)
+    if isinstance(ceremony, Response):
+        return ceremony
+    user = await pages.signed_in_user(request, ceremony.session)
+    if user is None:
+        return _refusal(request, 401, "passkey.refused")
+    return ceremony, user
+
+
+@router.post("/passkeys/register/begin")
+async def passkey_register_begin(request: Request) -> Response:
+    checked = await _ceremony_user(request)
+    if isinstance(checked, Response):
+        return checked
+    ceremony, user = checked
+    store = runtime(request).store
+    try:
+        options = await run_in_threadpool(
+            store.run,
+            lambda uow: passkeys.begin_registration(uow, user, ceremony.rp, ceremony.digest),
+        )
+    except Conflict:
+        return _refusal(request, 409, "passkey.limit")
+    return _json({"publicKey": options})
+
+
+@router.post("/passkeys/register/finish")
+async def passkey_register_finish(request: Request) -> Response:
+    checked = await _ceremony_user(request)
+    if isinstance(checked, Response):
+        return checked
+    ceremony, user = checked
+    name = str(ceremony.body.get("name") or "")
+    try:
+        added = await _finish(
+            request,
+            ceremony,
+            "register",
+            lambda uow, challenge, credential: passkeys.finish_registration(
+                uow, user, ceremony.rp, challenge, credential, name
+            ),
+        )
+    except (InvalidRequest, Conflict):
+        return _refusal(request, 400, "passkey.failed")
+    return _json({"id": added.id, "name": added.name, "location": "/settings?passkey=added"})
+
+
+@router.post("/passkeys/signin/begin")
+async def passkey_sign_in_begin(request: Request) -> Response:
+    ceremony = await _ceremony(request)
+    if isinstance(ceremony, Response):
+        return ceremony
+    store = runtime(request).store
+    options = await run_in_threadpool(
+        store.run, lambda uow: passkeys.begin_authentication(uow, ceremony.rp, ceremony.digest)
+    )
+    return _json({"publicKey": options})
+
+
+@router.post("/passkeys/signin/finish")
+async def passkey_sign_in_finish(request: Request) -> Response:
+    """Sign in with a passkey: like a password sign-in, a new session id and a session row."""
+    ceremony = await _ceremony(request)
+    if isinstance(ceremony, Response):
+        return ceremony
+    found = await _finish(
+        request,
+        ceremony,
+        "authenticate",
+        lambda uow, challenge, credential: passkeys.finish_authentication(
+            uow, ceremony.rp, challenge, credential
+        ),
+    )
+    if found is None:
+        return _refusal(request, 401, "passkey.failed")
+    who = _Who(PrincipalType.USER, found.user_id, found.livemode, None, identity.API_VERSION)
+    fresh = await _open_session(request, who, found.passkey_id)
+    target = pages.safe_next(str(ceremony.body.get("next") or "")) or "/home"
+    response = _json({"location": target})
+    pages.set_session(request, response, fresh)
+    return response
+
+
+@router.post("/settings/passkeys/{passkey_id}/remove")
+async def passkey_remove(request: Request, passkey_id: str) -> Response:
+    """Remove one of the user's passkeys: refused at once, and its sessions end."""
+    checked = await _checked_form(request)
+    if isinstance(checked, Response):
+        return checked
+    session, user, _form = checked
+    store = runtime(request).store
+    try:
+        await run_in_threadpool(
+            store.run, lambda uow: passkeys.remove_passkey(uow, user, passkey_id)
+        )
+    except NotFound:
+        return pages.error_page(
+            request, 404, "Not found", "There is no such passkey.", session=session
+        )
+    return pages.redirect("/settings?passkey=removed")
 
 
 # The dashboard pages live in their own module; they share this router's place in the app.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,6 +15,7 @@ from paywarden.authorization.risk import (
     amount_outlier,
     assess,
     mandate_velocity,
+    median,
     new_merchant,
     recent_failures,
 )
@@ -24,39 +25,35 @@ NOW = datetime(2026, 4, 15, 12, 0, tzinfo=UTC)
 CONFIG = RiskConfig()
 
 
-def ago(*seconds: int) -> tuple[datetime, ...]:
-    return tuple(NOW - timedelta(seconds=s) for s in seconds)
-
-
 def test_agent_velocity_steps_up_at_ten_an_hour_and_denies_at_thirty() -> None:
-    assert agent_velocity(RiskInputs(agent_payment_times=ago(*range(9))), 1, NOW, CONFIG) is None
-    ten = RiskInputs(agent_payment_times=ago(*range(10)))
+    assert agent_velocity(RiskInputs(agent_payments_recent=9), 1, NOW, CONFIG) is None
+    ten = RiskInputs(agent_payments_recent=10)
     assert agent_velocity(ten, 1, NOW, CONFIG) == RiskSignal("risk_agent_velocity", Action.STEP_UP)
-    thirty = RiskInputs(agent_payment_times=ago(*range(30)))
+    thirty = RiskInputs(agent_payments_recent=30)
     assert agent_velocity(thirty, 1, NOW, CONFIG) == RiskSignal("risk_agent_velocity", Action.DENY)
 
 
-def test_only_payments_inside_the_window_count() -> None:
-    # Exactly one window ago is outside (the window is (now - window, now]).
-    old = RiskInputs(mandate_payment_times=ago(600, 601, 5000))
-    assert mandate_velocity(old, 1, NOW, CONFIG) is None
-    recent = RiskInputs(mandate_payment_times=ago(599, 1, 0))
-    assert mandate_velocity(recent, 1, NOW, CONFIG) == RiskSignal(
+def test_mandate_velocity_steps_up_at_three() -> None:
+    # Which payments fall inside the window is counted by the store: test_risk_inputs.py.
+    assert mandate_velocity(RiskInputs(mandate_payments_recent=2), 1, NOW, CONFIG) is None
+    assert mandate_velocity(RiskInputs(mandate_payments_recent=3), 1, NOW, CONFIG) == RiskSignal(
         "risk_mandate_velocity", Action.STEP_UP
     )
 
 
 def test_an_amount_far_above_the_median_steps_up() -> None:
-    history = RiskInputs(mandate_amounts=(1000, 1200, 900, 1100, 1000))  # median 1000
+    history = RiskInputs(mandate_history=5, mandate_median=median([1000, 1200, 900, 1100, 1000]))
     assert amount_outlier(history, 3000, NOW, CONFIG) is None  # exactly 3x
     assert amount_outlier(history, 3001, NOW, CONFIG) == RiskSignal(
         "risk_amount_outlier", Action.STEP_UP
     )
-    short = RiskInputs(mandate_amounts=(10, 10, 10, 10))
+    short = RiskInputs(mandate_history=4, mandate_median=10)
     assert amount_outlier(short, 10**9, NOW, CONFIG) is None  # too little history to judge
-    even = RiskInputs(mandate_amounts=(100, 100, 101, 101, 500, 500))  # median (101+101)//2
+    even = RiskInputs(mandate_history=6, mandate_median=median([100, 100, 101, 101, 500, 500]))
+    assert even.mandate_median == 101  # (101 + 101) // 2
     assert amount_outlier(even, 303, NOW, CONFIG) is None
     assert amount_outlier(even, 304, NOW, CONFIG) is not None
+    assert median([1, 2]) == 1 and median([7]) == 7  # the floor of the middle two
 
 
 def test_a_new_merchant_steps_up_unless_configured_off() -> None:
@@ -67,8 +64,8 @@ def test_a_new_merchant_steps_up_unless_configured_off() -> None:
 
 
 def test_recent_failures_step_up_then_deny() -> None:
-    assert recent_failures(RiskInputs(failure_times=ago(1, 2)), 1, NOW, CONFIG) is None
-    three = RiskInputs(failure_times=ago(1, 2, 3))
+    assert recent_failures(RiskInputs(failures_recent=2), 1, NOW, CONFIG) is None
+    three = RiskInputs(failures_recent=3)
     assert recent_failures(three, 1, NOW, CONFIG) == RiskSignal(
         "risk_recent_failures", Action.STEP_UP
     )
@@ -77,9 +74,7 @@ def test_recent_failures_step_up_then_deny() -> None:
 
 
 def test_assess_runs_every_rule_and_sorts_the_signals() -> None:
-    inputs = RiskInputs(
-        agent_payment_times=ago(*range(30)), merchant_is_new=True, failure_times=ago(1, 2, 3)
-    )
+    inputs = RiskInputs(agent_payments_recent=30, merchant_is_new=True, failures_recent=3)
     assert assess(inputs, 1, NOW, CONFIG) == [
         RiskSignal("risk_agent_velocity", Action.DENY),
         RiskSignal("risk_new_merchant", Action.STEP_UP),
@@ -90,7 +85,9 @@ def test_assess_runs_every_rule_and_sorts_the_signals() -> None:
 
 def test_history_beyond_the_bound_is_a_bug_in_the_caller() -> None:
     with pytest.raises(InvariantViolation):
-        assess(RiskInputs(mandate_amounts=(1,) * 11), 1, NOW, RiskConfig(history_size_max=10))
+        assess(RiskInputs(mandate_history=11), 1, NOW, RiskConfig(history_size_max=10))
+    with pytest.raises(InvariantViolation):
+        assess(RiskInputs(failures_recent=-1), 1, NOW, CONFIG)
 
 
 def test_a_config_that_denies_before_it_steps_up_is_refused() -> None:

@@ -17,10 +17,10 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import Client as McpClient
 from sqlalchemy import func, select
 
 from conftest import Api, make_api
-from mcp import Client as McpClient
 from paywarden.agent.chat import build_session
 from paywarden.agent.llm import LlmSettings
 from paywarden.agent.session import ToolOutcome

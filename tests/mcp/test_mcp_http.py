@@ -10,10 +10,10 @@ from typing import Any
 
 import anyio
 import httpx
+from mcp import Client as McpClient
 
 from conftest import sqlite_url
 from live_server import prepare, serving
-from mcp import Client as McpClient
 from paywarden.sdk import Client, generate_agent_key
 from sdk_support import active_mandate, agent_world, budget, payees
 

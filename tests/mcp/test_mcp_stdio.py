@@ -13,10 +13,10 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import Client as McpClient
 from mcp.client.stdio import StdioServerParameters
 
 from live_server import LiveServer
-from mcp import Client as McpClient
 from paywarden.mcp.tools import TOOL_NAMES
 from paywarden.sdk import Client
 from sdk_support import (

@@ -4,15 +4,18 @@ the user consents with their key, the agent pays, everyone reads, revocation win
 
 from __future__ import annotations
 
+import json
 import secrets
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import Api, make_api
-from payment_support import SignedAgent, register_agent
+from payment_support import SignedAgent, register_agent, signed_headers
 from paywarden.api.app import create_app
 from paywarden.config import Settings
 from paywarden.kernel.clock import FakeClock
@@ -227,3 +230,46 @@ def test_risk_thresholds_are_configuration(store: Store) -> None:
         Settings(database_url="sqlite://", risk={"new_merchant_step_up": False}), store
     )
     assert app.state.runtime.risk.new_merchant_step_up is False
+
+
+def test_a_refused_payment_keeps_its_stored_error_and_its_nonce(api: Api, agent: Agent) -> None:
+    """One unit of work (group commit): a 4xx from the payment itself is stored against the
+    key and replayed, the agent's nonce stays used, and nothing of the effect remains."""
+    user, user_key = api.user(funded=20_000)
+    merchant, _ = api.merchant()
+    mandate_id = _granted(api, agent, user, user_key, merchant["id"])
+    body = {"mandate": mandate_id, "merchant": "mer_unknown", "amount": 700, "currency": "usd"}
+    raw = json.dumps(body).encode()
+    headers = signed_headers(agent.key, "POST", "/v1/payments", created=agent.clock.now(), body=raw)
+    headers |= {"Content-Type": "application/json", "Idempotency-Key": "refused-once"}
+    first = api.client.post("/v1/payments", content=raw, headers=headers)
+    assert first.status_code == 404, first.text
+    again = agent.post("/v1/payments", body, idempotency_key="refused-once")  # fresh nonce
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (404, "true")
+    assert again.json() == first.json()
+    replayed = api.client.post("/v1/payments", content=raw, headers=headers)  # same nonce
+    assert (replayed.status_code, _code(replayed)) == (401, "nonce_replayed")
+    left = api.get(f"/v1/mandates/{mandate_id}", user_key).json()["remaining"][0]["amount_left"]
+    assert left == 5_000
+
+
+def test_concurrent_retries_of_one_payment_pay_once_and_replay(api: Api, agent: Agent) -> None:
+    """The same key sent at once from many threads: one payment, and every other answer is
+    its replay (the second waits for the first's commit instead of a 409)."""
+    user, user_key = api.user(funded=20_000)
+    merchant, _ = api.merchant()
+    mandate_id = _granted(api, agent, user, user_key, merchant["id"])
+    body = {"mandate": mandate_id, "merchant": merchant["id"], "amount": 300, "currency": "usd"}
+    start = threading.Barrier(8)
+
+    def send(_index: int) -> Any:
+        start.wait()
+        return agent.post("/v1/payments", body, idempotency_key="pay-at-once")
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(8)))
+    assert {answer.status_code for answer in answers} == {201}, [a.text for a in answers]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert sum(answer.headers.get("Idempotent-Replayed") != "true" for answer in answers) == 1
+    left = api.get(f"/v1/mandates/{mandate_id}", user_key).json()["remaining"][0]["amount_left"]
+    assert left == 5_000 - 300

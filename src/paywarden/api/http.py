@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -24,22 +25,27 @@ from paywarden.kernel.errors import (
     PaywardenError,
     Unavailable,
 )
+from paywarden.kernel.invariant import invariant
 from paywarden.kernel.principals import Principal
 from paywarden.services import agents, idempotency, identity
 from paywarden.services.records import Page, wire
 from paywarden.store.unit_of_work import Store, UnitOfWork
 from paywarden.trust.keys import PublicKey
 from paywarden.trust.pan import card_number_path
-from paywarden.trust.signatures import Policy, RequestParts, verify_request
+from paywarden.trust.signatures import Policy, RequestParts, VerifiedSignature, verify_request
 
 __all__ = [
+    "Answer",
     "authenticated",
     "body_docs",
     "error_response",
+    "grouped_unit",
     "json_response",
     "list_body",
     "post",
     "read",
+    "signed_admission",
+    "verify_agent",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -105,7 +111,12 @@ async def authenticated(request: Request, *, allow_agents: bool = False) -> tupl
         principal = await run_in_threadpool(
             store.run, lambda uow: identity.authenticate(uow, secret.strip()), read_only=True
         )
-    version = request.headers.get(VERSION_HEADER) or principal.api_version
+    return principal, _version(request, principal.api_version)
+
+
+def _version(request: Request, default: str) -> str:
+    """The API version the request asks for (``default``: its key's), if it is one we speak."""
+    version = request.headers.get(VERSION_HEADER) or default
     if version not in identity.SUPPORTED_API_VERSIONS:
         supported = ", ".join(identity.SUPPORTED_API_VERSIONS)
         raise InvalidRequest(
@@ -113,7 +124,7 @@ async def authenticated(request: Request, *, allow_agents: bool = False) -> tupl
             code="invalid_api_version",
             param=f"$.headers.{VERSION_HEADER}",
         )
-    return principal, version
+    return version
 
 
 async def _signed_agent(request: Request, *, allowed: bool) -> Principal:
@@ -125,8 +136,13 @@ async def _signed_agent(request: Request, *, allowed: bool) -> Principal:
             "this route does not accept agent signatures; send a secret key as Bearer",
             code="agent_not_allowed",
         )
+    parts = await _request_parts(request)
+    return await run_in_threadpool(_admit_agent, runtime(request).store, parts)
+
+
+async def _request_parts(request: Request) -> RequestParts:
     raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    parts = RequestParts(
+    return RequestParts(
         method=request.method,
         scheme=request.url.scheme,
         authority=request.headers.get("host", ""),
@@ -137,21 +153,25 @@ async def _signed_agent(request: Request, *, allowed: bool) -> Principal:
         ],
         body=await request.body(),  # Starlette keeps it: post() reads it again
     )
-    return await run_in_threadpool(_admit_agent, runtime(request).store, parts)
 
 
-def _admit_agent(store: Store, parts: RequestParts) -> Principal:
-    now = store.clock.now()
+def verify_agent(store: Store, parts: RequestParts) -> VerifiedSignature:
+    """The request's RFC 9421 signature, verified with the (cached) key its keyid names."""
 
     def load(keyid: str) -> PublicKey | None:
         return store.run(lambda uow: agents.key_material(uow, keyid), read_only=True)
 
-    verified = verify_request(
+    return verify_request(
         parts,
         keys=lambda keyid: _AGENT_KEYS.get(keyid, lambda: load(keyid)),
-        now=now,
+        now=store.clock.now(),
         policy=AGENT_POLICY,
     )
+
+
+def _admit_agent(store: Store, parts: RequestParts) -> Principal:
+    now = store.clock.now()
+    verified = verify_agent(store, parts)
     return store.run(
         lambda uow: agents.admit_signed_request(
             uow, verified, now=now, max_age=AGENT_POLICY.max_age
@@ -264,15 +284,17 @@ async def post(
     status: int = 200,
     render: Callable[[Any], tuple[int, dict[str, Any]]] | None = None,
     allow_agents: bool = False,
+    grouped: bool = False,
 ) -> Response:
     """Run one POST: authenticate, claim the idempotency key, run ``work`` and store the
-    response with the effect in one transaction, or replay what the key already holds."""
+    response with the effect in one transaction, or replay what the key already holds.
+
+    ``grouped`` (the payment hot path) runs admission, claim, effect and response in one
+    unit of work under group commit instead; see :func:`_post_grouped`."""
+    if grouped:
+        return await _post_grouped(request, model, work, status=status, render=render)
     principal, version = await authenticated(request, allow_agents=allow_agents)
-    key = idempotency.check_key(request.headers.get("idempotency-key"))
-    refuse_nul(request)
-    if len(request.url.path) > PATH_LENGTH_MAX:  # no id is that long; the key could not be kept
-        raise NotFound("no such object: the path is too long to name one")
-    raw = parse_json_object(await request.body())
+    key, raw = await _checked_body(request)
     rt = runtime(request)
     scope = idempotency.Scope(principal.scope, "POST", request.url.path, key)
     fingerprint = idempotency.fingerprint(raw, rt.secret)
@@ -322,6 +344,140 @@ async def post(
         await _release(rt, scope, claimed)
         raise
     return json_response(code, text, version=version)
+
+
+async def _checked_body(request: Request) -> tuple[str, dict[str, Any]]:
+    """The Idempotency-Key and the parsed body, once path and body passed their screens."""
+    key = idempotency.check_key(request.headers.get("idempotency-key"))
+    refuse_nul(request)
+    if len(request.url.path) > PATH_LENGTH_MAX:  # no id is that long; the key could not be kept
+        raise NotFound("no such object: the path is too long to name one")
+    return key, parse_json_object(await request.body())
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What one grouped POST answers: status and body, whether it is a replay, and the
+    error behind a 4xx the request itself caused (for its headers)."""
+
+    status: int
+    body: str
+    replayed: bool = False
+    error: PaywardenError | None = None
+
+
+def grouped_unit(
+    rt: Runtime,
+    admit: Callable[[UnitOfWork], Principal],
+    *,
+    path: str,
+    key: str,
+    raw: dict[str, Any],
+    model: type[M],
+    work: Callable[[UnitOfWork, Principal, M], Any],
+    render: Callable[[Any], tuple[int, dict[str, Any]]] | None = None,
+    status: int = 200,
+    req_id: str | None = None,
+) -> Callable[[UnitOfWork], Answer]:
+    """The unit of work of one grouped POST (see :func:`_post_grouped`), for
+    ``Store.run_grouped``: admission, the key's claim, the effect in a savepoint, and the
+    stored response. ``paywarden bench`` runs the same unit in-process."""
+    fingerprint = idempotency.fingerprint(raw, rt.secret)
+
+    def unit(uow: UnitOfWork) -> Answer:
+        principal = admit(uow)
+        scope = idempotency.Scope(principal.scope, "POST", path, key)
+        claimed = idempotency.claim(
+            uow,
+            scope,
+            fingerprint,
+            retention=rt.idempotency_retention,
+            lock_s=rt.settings.idempotency_lock_s,
+        )
+        if isinstance(claimed, idempotency.Replay):
+            return Answer(claimed.status, claimed.body, replayed=True)
+        savepoint = uow.connection.begin_nested()
+        try:
+            result = work(uow, principal, validate(model, raw))
+            code, payload = render(result) if render else (status, wire(result))
+            answer = Answer(code, _without_secrets(payload, json.dumps(payload)))
+        except PaywardenError as error:
+            savepoint.rollback()
+            if error.status >= 500:
+                raise
+            answer = Answer(error.status, error_payload(error, req_id), error=error)
+        else:
+            savepoint.commit()
+        stored = idempotency.complete(uow, scope, claimed, answer.status, answer.body)
+        invariant(stored, "a key claimed in this unit of work is still this unit's")
+        return answer
+
+    return unit
+
+
+def signed_admission(
+    store: Store, verified: VerifiedSignature
+) -> Callable[[UnitOfWork], Principal]:
+    """The admission of an agent whose signature verified: key status and nonce, in the
+    caller's unit of work."""
+    now = store.clock.now()
+
+    def admit(uow: UnitOfWork) -> Principal:
+        return agents.admit_signed_request(uow, verified, now=now, max_age=AGENT_POLICY.max_age)
+
+    return admit
+
+
+async def _post_grouped(
+    request: Request,
+    model: type[M],
+    work: Callable[[UnitOfWork, Principal, M], Any],
+    *,
+    status: int,
+    render: Callable[[Any], tuple[int, dict[str, Any]]] | None,
+) -> Response:
+    """One POST as one unit of work under group commit (``Store.run_grouped``).
+
+    What :func:`post` does in three transactions (the agent's admission with its nonce, the
+    key's claim, then effect plus stored response) happens here in one, which commits with
+    the concurrent requests' units: admission, claim, effect and the stored response are
+    durable together or not at all. A request that fails (4xx) keeps its admission and its
+    stored error; its effect is rolled back to a savepoint. A 5xx rolls everything back, so
+    a retry runs afresh. A second request with the same key waits for the first to commit
+    (SQLite: one writer; PostgreSQL: the key's unique index) and then replays its answer.
+    The signature itself is checked before, outside any transaction."""
+    rt = runtime(request)
+    admit: Callable[[UnitOfWork], Principal]
+    if "authorization" not in request.headers and "signature-input" in request.headers:
+        parts = await _request_parts(request)
+        verified = await run_in_threadpool(verify_agent, rt.store, parts)
+        version = _version(request, identity.API_VERSION)
+        admit = signed_admission(rt.store, verified)
+    else:
+        principal, version = await authenticated(request, allow_agents=True)
+
+        def admit(uow: UnitOfWork) -> Principal:
+            return principal
+
+    key, raw = await _checked_body(request)
+    unit = grouped_unit(
+        rt,
+        admit,
+        path=request.url.path,
+        key=key,
+        raw=raw,
+        model=model,
+        work=work,
+        render=render,
+        status=status,
+        req_id=request_id(request),
+    )
+    answer = await run_in_threadpool(rt.store.run_grouped, unit)
+    if answer.error is not None:
+        response = error_response(answer.error, request_id(request))
+        response.headers[VERSION_HEADER] = version
+        return response
+    return json_response(answer.status, answer.body, version=version, replayed=answer.replayed)
 
 
 def _without_secrets(payload: dict[str, Any], text: str) -> str:

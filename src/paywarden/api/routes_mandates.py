@@ -197,7 +197,7 @@ async def create_payment(request: Request) -> Response:
     def render(record: Any) -> tuple[int, dict[str, Any]]:
         return 201, payments.wire_payment(record)
 
-    return await post(request, PaymentCreate, work, render=render, allow_agents=True)
+    return await post(request, PaymentCreate, work, render=render, allow_agents=True, grouped=True)
 
 
 @router.get("/v1/payments/{payment_id}", tags=["payments"])

@@ -1,8 +1,10 @@
 """First-version risk rules: pure functions over plain inputs, thresholds as data.
 
-The service gathers :class:`RiskInputs` (recent payment instants for the agent and for the
-mandate, this mandate's past amounts, whether the merchant is new to the user, recent failed
-attempts), bounded by ``RiskConfig.history_size_max``; each rule returns a :class:`RiskSignal`
+The service gathers :class:`RiskInputs` (how many payments the agent and the mandate made
+in their windows, this mandate's past amounts, whether the merchant is new to the user, how
+many attempts failed recently); the store counts, capped at the deny threshold (a higher count
+changes no decision), and reads at most ``RiskConfig.history_size_max`` past amounts, so the
+cost of a decision does not grow with the history. Each rule returns a :class:`RiskSignal`
 or ``None``; :func:`~paywarden.authorization.decision.decide` turns ``step_up`` signals into
 ``requires_confirmation`` and ``deny`` signals into a denial. Signals:
 
@@ -12,18 +14,17 @@ or ``None``; :func:`~paywarden.authorization.decision.decide` turns ``step_up`` 
 - ``risk_new_merchant``     the user has never paid this merchant
 - ``risk_recent_failures``  many failed attempts (declines, bad signatures) recently
 
-A window counts instants in ``(now - window, now]`` and also any later ones, which only clock
-skew between nodes produces: counting them errs on the side of caution.
+A window counts payments made in ``(now - window, now]`` and also any later ones, which only
+clock skew between nodes produces: counting them errs on the side of caution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
-from paywarden.kernel.clock import ensure_utc
 from paywarden.kernel.invariant import invariant
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "amount_outlier",
     "assess",
     "mandate_velocity",
+    "median",
     "new_merchant",
     "recent_failures",
 ]
@@ -68,7 +70,7 @@ class RiskConfig:
     failure_window_s: int = 900
     failure_step_up_min: int = 3
     failure_deny_min: int = 10
-    history_size_max: int = 1000
+    history_size_max: int = 1000  # past amounts read for the median
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -81,16 +83,14 @@ class RiskConfig:
 
 @dataclass(frozen=True, slots=True)
 class RiskInputs:
-    agent_payment_times: tuple[datetime, ...] = ()
-    mandate_payment_times: tuple[datetime, ...] = ()
-    mandate_amounts: tuple[int, ...] = ()
+    """Counts are of the window the config names (``agent_window_s``, ...), ending now."""
+
+    agent_payments_recent: int = 0
+    mandate_payments_recent: int = 0
+    mandate_history: int = 0  # past successful payments under the mandate, at most the bound
+    mandate_median: int = 0  # their amounts' median (of an even count: floor of the middle two)
     merchant_is_new: bool = False
-    failure_times: tuple[datetime, ...] = ()
-
-
-def _recent(times: Sequence[datetime], now: datetime, window_s: int) -> int:
-    since = ensure_utc(now) - timedelta(seconds=window_s)
-    return sum(1 for instant in times if ensure_utc(instant) > since)
+    failures_recent: int = 0
 
 
 def _tiered(code: str, count: int, step_up_min: int, deny_min: int) -> RiskSignal | None:
@@ -104,14 +104,14 @@ def _tiered(code: str, count: int, step_up_min: int, deny_min: int) -> RiskSigna
 def agent_velocity(
     inputs: RiskInputs, amount: int, now: datetime, config: RiskConfig
 ) -> RiskSignal | None:
-    count = _recent(inputs.agent_payment_times, now, config.agent_window_s)
+    count = inputs.agent_payments_recent
     return _tiered("risk_agent_velocity", count, config.agent_step_up_min, config.agent_deny_min)
 
 
 def mandate_velocity(
     inputs: RiskInputs, amount: int, now: datetime, config: RiskConfig
 ) -> RiskSignal | None:
-    count = _recent(inputs.mandate_payment_times, now, config.mandate_window_s)
+    count = inputs.mandate_payments_recent
     return _tiered(
         "risk_mandate_velocity", count, config.mandate_step_up_min, config.mandate_deny_min
     )
@@ -120,15 +120,21 @@ def mandate_velocity(
 def amount_outlier(
     inputs: RiskInputs, amount: int, now: datetime, config: RiskConfig
 ) -> RiskSignal | None:
-    """Integer arithmetic only: the median of an even count is the floor of the middle two."""
-    history = sorted(inputs.mandate_amounts)
-    if len(history) < config.outlier_history_min:
+    """Integer arithmetic only."""
+    if inputs.mandate_history < config.outlier_history_min:
         return None
-    middle = len(history) // 2
-    median = history[middle] if len(history) % 2 else (history[middle - 1] + history[middle]) // 2
-    if amount * 100 > median * config.outlier_percent_of_median:
+    if amount * 100 > inputs.mandate_median * config.outlier_percent_of_median:
         return RiskSignal("risk_amount_outlier", Action.STEP_UP)
     return None
+
+
+def median(values: list[int]) -> int:
+    """The median of ``values`` (not empty); of an even count, the floor of the middle two."""
+    invariant(bool(values), "the median of nothing")
+    ordered, middle = sorted(values), len(values) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) // 2
 
 
 def new_merchant(
@@ -142,7 +148,7 @@ def new_merchant(
 def recent_failures(
     inputs: RiskInputs, amount: int, now: datetime, config: RiskConfig
 ) -> RiskSignal | None:
-    count = _recent(inputs.failure_times, now, config.failure_window_s)
+    count = inputs.failures_recent
     return _tiered(
         "risk_recent_failures", count, config.failure_step_up_min, config.failure_deny_min
     )
@@ -160,7 +166,7 @@ RULES: tuple[Rule, ...] = (
 
 def assess(inputs: RiskInputs, amount: int, now: datetime, config: RiskConfig) -> list[RiskSignal]:
     """Every rule's signal for a payment of ``amount`` at ``now``, sorted."""
-    for history in (inputs.agent_payment_times, inputs.mandate_payment_times, inputs.failure_times):
-        invariant(len(history) <= config.history_size_max, "risk history is bounded")
-    invariant(len(inputs.mandate_amounts) <= config.history_size_max, "risk history is bounded")
+    counts = (inputs.agent_payments_recent, inputs.mandate_payments_recent, inputs.failures_recent)
+    invariant(all(count >= 0 for count in counts), "risk counts are not negative")
+    invariant(inputs.mandate_history <= config.history_size_max, "risk history is bounded")
     return sorted(signal for rule in RULES if (signal := rule(inputs, amount, now, config)))

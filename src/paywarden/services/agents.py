@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -516,12 +516,10 @@ def admit_signed_request(
 def remember_nonce(uow: UnitOfWork, keyid: str, nonce: str, expires_at: datetime) -> None:
     """Record ``nonce`` for ``keyid`` until ``expires_at``; a nonce seen before (and not yet
     expired) raises ``nonce_replayed``. The key's expired nonces are dropped on the way."""
-    n = request_nonces
-    uow.execute(delete(n).where(n.c.keyid == keyid, n.c.expires_at < uow.clock.now()))
-    inserted = _insert_new(
-        uow, n, {"keyid": keyid, "nonce": nonce, "expires_at": expires_at}, ["keyid", "nonce"]
-    )
-    if not inserted:
+    uow.execute(_FORGET_EXPIRED_NONCES, {"nonce_keyid": keyid, "nonce_now": uow.clock.now()})
+    dialect_insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
+    values = {"keyid": keyid, "nonce": nonce, "expires_at": expires_at}
+    if uow.execute(_INSERT_NONCE[dialect_insert.__module__], values).first() is None:
         raise AuthenticationFailed(
             "this signature's nonce was used already; sign every request with a fresh nonce",
             code="nonce_replayed",
@@ -553,25 +551,36 @@ def _nonce_expiry(
     return max(min(ends), now)
 
 
+# Read on every signed request: built once (building and keying costs more than running).
+_KEY_ROW = (
+    select(
+        agent_keys.c.status,
+        agent_keys.c.not_after,
+        agent_keys.c.public_jwk,
+        agent_keys.c.agent_id,
+        agents.c.status.label("agent_status"),
+        agents.c.livemode,
+    )
+    .join(agents, agents.c.id == agent_keys.c.agent_id)
+    .where(agent_keys.c.kid == bindparam("kid"))
+)
+_KEY_ROW_SHARED = _KEY_ROW.with_for_update(read=True)
+_FORGET_EXPIRED_NONCES = delete(request_nonces).where(
+    request_nonces.c.keyid == bindparam("nonce_keyid"),
+    request_nonces.c.expires_at < bindparam("nonce_now"),
+)
+_INSERT_NONCE = {
+    dialect_insert.__module__: dialect_insert(request_nonces)
+    .on_conflict_do_nothing(index_elements=[request_nonces.c.keyid, request_nonces.c.nonce])
+    .returning(request_nonces.c.keyid)
+    for dialect_insert in (pg_insert, sqlite_insert)
+}
+
+
 def _key_row(uow: UnitOfWork, kid: str, *, lock: bool) -> Any:
     if len(kid) > KID_LENGTH_MAX:
         return None
-    k, a = agent_keys, agents
-    query = (
-        select(
-            k.c.status,
-            k.c.not_after,
-            k.c.public_jwk,
-            k.c.agent_id,
-            a.c.status.label("agent_status"),
-            a.c.livemode,
-        )
-        .join(a, a.c.id == k.c.agent_id)
-        .where(k.c.kid == kid)
-    )
-    if lock:
-        query = query.with_for_update(read=True)
-    return uow.execute(query).one_or_none()
+    return uow.execute(_KEY_ROW_SHARED if lock else _KEY_ROW, {"kid": kid}).one_or_none()
 
 
 def _refusal(row: Any, now: datetime) -> PaywardenError | None:

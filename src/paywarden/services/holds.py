@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import bindparam, insert, or_, select
 
 from paywarden.adapters.ids import new_id
 from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied, Unprocessable
@@ -142,8 +142,12 @@ def _locked_hold(
 def _fee_bps(uow: UnitOfWork, payee: Account) -> int:
     if payee.kind is not AccountKind.MERCHANT or payee.owner_id is None:
         return 0
-    m = schema.merchants
-    return int(uow.execute(select(m.c.fee_bps).where(m.c.id == payee.owner_id)).scalar_one())
+    return int(uow.execute(_FEE_BPS, {"merchant_id": payee.owner_id}).scalar_one())
+
+
+_FEE_BPS = select(schema.merchants.c.fee_bps).where(
+    schema.merchants.c.id == bindparam("merchant_id")
+)
 
 
 def _fee_account(accounts: dict[str, Account]) -> str:

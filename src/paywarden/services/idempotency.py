@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -53,6 +53,30 @@ __all__ = [
 KEY_LENGTH_MAX = 255
 IN_FLIGHT_RETRY_AFTER_S = 1
 KEYS = schema.idempotency_keys
+# The statements every POST runs, built once (building and keying one costs more than
+# running it); a scope's columns come as parameters (``Scope.params``).
+_SCOPED = (
+    (KEYS.c.principal == bindparam("s_principal"))
+    & (KEYS.c.method == bindparam("s_method"))
+    & (KEYS.c.path == bindparam("s_path"))
+    & (KEYS.c.key == bindparam("s_key"))
+)
+_CLAIM_ROW = select(KEYS).where(_SCOPED).with_for_update()
+_INSERT_KEY = {
+    dialect_insert.__module__: dialect_insert(KEYS).on_conflict_do_nothing().returning(KEYS.c.id)
+    for dialect_insert in (pg_insert, sqlite_insert)
+}
+_COMPLETE = (
+    update(KEYS)
+    .where(_SCOPED, KEYS.c.lock_token == bindparam("s_token"), KEYS.c.state == "in_flight")
+    .values(
+        state="done",
+        response_status=bindparam("new_status"),
+        response_body=bindparam("new_body"),
+        lock_token=None,
+        locked_until=None,
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +85,14 @@ class Scope:
     method: str
     path: str
     key: str
+
+    def params(self) -> dict[str, str]:
+        return {
+            "s_principal": self.principal,
+            "s_method": self.method,
+            "s_path": self.path,
+            "s_key": self.key,
+        }
 
     def where(self) -> Any:
         return (
@@ -125,13 +157,13 @@ def claim(
 ) -> Claimed | Replay:
     """Claim the key for this request, or answer with what an earlier request left."""
     now = uow.clock.now()
-    row = uow.execute(select(KEYS).where(scope.where()).with_for_update()).one_or_none()
+    row = uow.execute(_CLAIM_ROW, scope.params()).one_or_none()
     if row is None:
         token = secrets.token_hex(16)
         inserted = _insert(uow, scope, request_hash, token, now, retention, lock_s)
         if inserted:
             return Claimed(token)
-        row = uow.execute(select(KEYS).where(scope.where()).with_for_update()).one()
+        row = uow.execute(_CLAIM_ROW, scope.params()).one()
     if row.expires_at <= now:
         return _take_over(uow, scope, request_hash, now, retention, lock_s)
     if row.request_hash != request_hash:
@@ -160,21 +192,19 @@ def _insert(
 ) -> bool:
     dialect_insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
     result = uow.execute(
-        dialect_insert(KEYS)
-        .values(
-            principal=scope.principal,
-            method=scope.method,
-            path=scope.path,
-            key=scope.key,
-            request_hash=request_hash,
-            state="in_flight",
-            lock_token=token,
-            locked_until=now + timedelta(seconds=lock_s),
-            created_at=now,
-            expires_at=now + retention,
-        )
-        .on_conflict_do_nothing()
-        .returning(KEYS.c.id)
+        _INSERT_KEY[dialect_insert.__module__],
+        {
+            "principal": scope.principal,
+            "method": scope.method,
+            "path": scope.path,
+            "key": scope.key,
+            "request_hash": request_hash,
+            "state": "in_flight",
+            "lock_token": token,
+            "locked_until": now + timedelta(seconds=lock_s),
+            "created_at": now,
+            "expires_at": now + retention,
+        },
     )
     return result.first() is not None
 
@@ -211,15 +241,8 @@ def complete(uow: UnitOfWork, scope: Scope, claimed: Claimed, status: int, body:
     if status >= 500:  # never stored; ACP 6.5
         return release(uow, scope, claimed)
     result = uow.execute(
-        update(KEYS)
-        .where(scope.where(), KEYS.c.lock_token == claimed.lock_token, KEYS.c.state == "in_flight")
-        .values(
-            state="done",
-            response_status=status,
-            response_body=body,
-            lock_token=None,
-            locked_until=None,
-        )
+        _COMPLETE,
+        {**scope.params(), "s_token": claimed.lock_token, "new_status": status, "new_body": body},
     )
     return bool(result.rowcount == 1)
 

@@ -21,10 +21,11 @@ fails with a conflict instead of retiring a key it never saw.
 from __future__ import annotations
 
 import secrets
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -57,17 +58,38 @@ __all__ = [
 ]
 
 _keys = platform_keys
+_OPENED: dict[tuple[str, Purpose, str, bytes], PlatformSigner] = {}
+_OPENED_LOCK = threading.Lock()
+_OPENED_SIZE_MAX = 64
+_ACTIVE = select(_keys).where(
+    _keys.c.purpose == bindparam("purpose"), _keys.c.status == KeyStatus.ACTIVE.value
+)
+_ACTIVE_LOCKED = _ACTIVE.with_for_update()
 
 
 def active_signer(uow: UnitOfWork, purpose: Purpose, master_key: bytes) -> PlatformSigner:
-    """The key that signs for ``purpose``, opened; the first one is made on demand."""
+    """The key that signs for ``purpose``, opened; the first one is made on demand.
+
+    Which key is active is read from the store every time, so a rotation on any node takes
+    effect at once everywhere; only the opening (unsealing the secret and rebuilding the
+    key, which every receipt would otherwise pay for) is remembered, by kid: a kid is its
+    key's thumbprint, so what it opens to never changes."""
     record = _active(uow, purpose)
     if record is None:
         _create_first(uow, purpose, master_key)
         record = _active(uow, purpose)
     if record is None:
         raise InvariantViolation(f"an active {purpose} key was just inserted, yet none is found")
-    return custody.open_signer(record, master_key)
+    opened = (record.kid, record.purpose, record.alg, master_key)
+    with _OPENED_LOCK:
+        signer = _OPENED.get(opened)
+    if signer is None:
+        signer = custody.open_signer(record, master_key)
+        with _OPENED_LOCK:
+            if len(_OPENED) >= _OPENED_SIZE_MAX:
+                _OPENED.clear()
+            _OPENED[opened] = signer
+    return signer
 
 
 def rotate(
@@ -182,12 +204,8 @@ def _insert_unless_active_exists(uow: UnitOfWork, record: KeyRecord) -> int:
 
 
 def _active(uow: UnitOfWork, purpose: Purpose, *, for_update: bool = False) -> KeyRecord | None:
-    query = select(_keys).where(
-        _keys.c.purpose == purpose.value, _keys.c.status == KeyStatus.ACTIVE.value
-    )
-    if for_update:
-        query = query.with_for_update()
-    row = uow.execute(query).one_or_none()
+    query = _ACTIVE_LOCKED if for_update else _ACTIVE
+    row = uow.execute(query, {"purpose": purpose.value}).one_or_none()
     return _record(row) if row is not None else None
 
 

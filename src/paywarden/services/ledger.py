@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import bindparam, insert, or_, select
 
 from paywarden.adapters.ids import new_id
 from paywarden.kernel.errors import InvalidRequest, NotFound
@@ -52,6 +52,18 @@ class Card:
     exp_year: int
 
 
+# Run several times by every payment: built once (building and keying costs more than running).
+_ACCOUNT_BY_ID = select(schema.accounts).where(
+    schema.accounts.c.id == bindparam("account_id"),
+    schema.accounts.c.livemode == bindparam("livemode"),
+)
+_ACCOUNT_BY_OWNER = select(schema.accounts).where(
+    schema.accounts.c.owner_id == bindparam("owner_id"),
+    schema.accounts.c.currency == bindparam("currency"),
+    schema.accounts.c.livemode == bindparam("livemode"),
+)
+
+
 def resolve_account(
     uow: UnitOfWork, principal: Principal, reference: Any, currency: str, param: str
 ) -> Account:
@@ -59,16 +71,15 @@ def resolve_account(
     if not isinstance(reference, str):
         raise InvalidRequest("expected an account, user or merchant id", param=param)
     prefix = id_prefix(reference)
-    a = schema.accounts
     if prefix == "acct":
-        condition = a.c.id == reference
+        query, named = _ACCOUNT_BY_ID, {"account_id": reference}
     elif prefix in {"usr", "mer"}:
-        condition = (a.c.owner_id == reference) & (a.c.currency == currency)
+        query, named = _ACCOUNT_BY_OWNER, {"owner_id": reference, "currency": currency}
     else:
         raise InvalidRequest(
             f"{reference!r} is not an account, user or merchant id", code="invalid_id", param=param
         )
-    row = uow.execute(select(a).where(condition, a.c.livemode == principal.livemode)).first()
+    row = uow.execute(query, {**named, "livemode": principal.livemode}).first()
     if row is None:
         raise NotFound(f"no {currency} account for {reference}", param=param)
     return account_from_row(row)

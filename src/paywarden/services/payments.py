@@ -25,13 +25,13 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, func, insert, select
 
 from paywarden.adapters.ids import new_id
 from paywarden.authorization.constraints import AllowedPayees
 from paywarden.authorization.decision import Decision, Outcome, PaymentRequest, decide, usage_after
 from paywarden.authorization.mandates import Mandate
-from paywarden.authorization.risk import RiskConfig, RiskInputs, assess
+from paywarden.authorization.risk import RiskConfig, RiskInputs, assess, median
 from paywarden.kernel.clock import rfc3339
 from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied
 from paywarden.kernel.money import parse_amount, parse_currency
@@ -184,42 +184,85 @@ def merchant_category(uow: UnitOfWork, merchant_id: str, livemode: bool) -> str:
     return str(row.category)
 
 
+# The payment path's own statements, built once (building and keying one costs more than
+# running it). A window's count stops at ``cap`` rows: the store scans no further.
+_INSERT_PAYMENT = insert(payments)
+_SUCCEEDED = payments.c.status == "succeeded"
+_SINCE = payments.c.created_at > bindparam("since")
+
+
+def _capped_count(*conditions: Any) -> Any:
+    capped = select(payments.c.id).where(*conditions, _SINCE).limit(bindparam("cap")).subquery()
+    return select(func.count()).select_from(capped)
+
+
+_AGENT_RECENT = _capped_count(payments.c.agent_id == bindparam("agent_id"), _SUCCEEDED)
+_MANDATE_RECENT = _capped_count(payments.c.mandate_id == bindparam("mandate_id"), _SUCCEEDED)
+_AGENT_FAILURES = _capped_count(
+    payments.c.agent_id == bindparam("agent_id"), payments.c.status == "declined"
+)
+_HISTORY = (
+    select(payments.c.amount)
+    .where(payments.c.mandate_id == bindparam("mandate_id"), _SUCCEEDED)
+    .order_by(payments.c.created_at.desc())
+    .limit(bindparam("size"))
+    .subquery()
+)
+_HISTORY_SIZE = select(func.count()).select_from(_HISTORY)
+_HISTORY_MIDDLE = (
+    select(_HISTORY.c.amount)
+    .order_by(_HISTORY.c.amount)
+    .offset(bindparam("middle_at"))
+    .limit(bindparam("middle_n"))
+)
+_PAID_BEFORE = (
+    select(payments.c.id)
+    .where(
+        payments.c.user_id == bindparam("user_id"),
+        payments.c.merchant_id == bindparam("merchant_id"),
+        _SUCCEEDED,
+    )
+    .limit(1)
+)
+
+
 def risk_inputs(
     uow: UnitOfWork, mandate: Mandate, merchant_id: str, now: datetime, risk: RiskConfig
 ) -> RiskInputs:
-    """Recent history, each query bounded by ``history_size_max``."""
-    p, size = payments, risk.history_size_max
+    """Recent history, each read bounded: counts stop at the deny threshold (a higher count
+    decides the same), amounts at ``history_size_max``; so the cost does not grow with it."""
 
-    def times(*conditions: Any, window_s: int) -> tuple[datetime, ...]:
+    def count(statement: Any, window_s: int, cap: int, **ids: str) -> int:
         since = now - timedelta(seconds=window_s)
-        query = select(p.c.created_at).where(*conditions, p.c.created_at > since)
-        return tuple(row.created_at for row in uow.execute(query.limit(size)))
+        return int(uow.execute(statement, {**ids, "since": since, "cap": cap}).scalar_one())
 
-    succeeded = p.c.status == "succeeded"
-    amounts = uow.execute(
-        select(p.c.amount)
-        .where(p.c.mandate_id == mandate.id, succeeded)
-        .order_by(p.c.created_at.desc())
-        .limit(size)
-    )
+    size = {"mandate_id": mandate.id, "size": risk.history_size_max}
+    known = int(uow.execute(_HISTORY_SIZE, size).scalar_one())
+    middle: list[int] = []
+    if known >= risk.outlier_history_min:  # the middle one or two of the last `known` amounts
+        at = {**size, "middle_at": (known - 1) // 2, "middle_n": 2 - known % 2}
+        middle = [int(amount) for amount in uow.execute(_HISTORY_MIDDLE, at).scalars()]
     named = any(
         isinstance(c, AllowedPayees) and merchant_id in c.merchant_ids for c in mandate.constraints
     )
-    paid_before = uow.execute(
-        select(p.c.id).where(p.c.user_id == mandate.user, p.c.merchant_id == merchant_id, succeeded)
-    ).first()
+    paid_before = (
+        named
+        or uow.execute(_PAID_BEFORE, {"user_id": mandate.user, "merchant_id": merchant_id}).first()
+        is not None
+    )
     return RiskInputs(
-        agent_payment_times=times(
-            p.c.agent_id == mandate.agent, succeeded, window_s=risk.agent_window_s
+        agent_payments_recent=count(
+            _AGENT_RECENT, risk.agent_window_s, risk.agent_deny_min, agent_id=mandate.agent
         ),
-        mandate_payment_times=times(
-            p.c.mandate_id == mandate.id, succeeded, window_s=risk.mandate_window_s
+        mandate_payments_recent=count(
+            _MANDATE_RECENT, risk.mandate_window_s, risk.mandate_deny_min, mandate_id=mandate.id
         ),
-        mandate_amounts=tuple(int(row.amount) for row in amounts),
+        mandate_history=known,
+        mandate_median=median(middle) if middle else 0,
         # A merchant the user named in the mandate is not new to them, whatever the history.
-        merchant_is_new=not named and paid_before is None,
-        failure_times=times(
-            p.c.agent_id == mandate.agent, p.c.status == "declined", window_s=risk.failure_window_s
+        merchant_is_new=not paid_before,
+        failures_recent=count(
+            _AGENT_FAILURES, risk.failure_window_s, risk.failure_deny_min, agent_id=mandate.agent
         ),
     )
 
@@ -309,7 +352,7 @@ def _insert(uow: UnitOfWork, record: PaymentRecord) -> None:
     values = {item.name: getattr(record, item.name) for item in fields(record)}
     del values["approval_id"]
     values["reasons"] = list(record.reasons)
-    uow.execute(insert(payments).values(**values))
+    uow.execute(_INSERT_PAYMENT, values)
 
 
 def from_row(row: Any) -> PaymentRecord:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, cast, insert, select, text, update
+from sqlalchemy import Text, bindparam, cast, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -65,16 +65,36 @@ class StoredLog:
     checkpoints: list[Checkpoint]  # by id
 
 
+_HEAD_LOCKED = (
+    select(_heads.c.last_sequence, _heads.c.head_hash)
+    .where(_heads.c.partition == bindparam("head_partition"))
+    .with_for_update()
+)
+_INSERT_RECORD = insert(_records)
+_MOVE_HEAD = (
+    update(_heads)
+    .where(
+        _heads.c.partition == bindparam("head_partition"),
+        _heads.c.last_sequence == bindparam("head_sequence"),
+    )
+    .values(last_sequence=bindparam("new_sequence"), head_hash=bindparam("new_hash"))
+)
+
+
 def append(uow: UnitOfWork, audit_entry: AuditEntry) -> AuditRecord:
     """Append to the entry's partition inside the caller's transaction."""
     invariant(not uow.read_only, "audit records are not written in a read-only transaction")
     head = _lock_head(uow, audit_entry.partition)
     record = seal(audit_entry, sequence=head.sequence + 1, prev_hash=head.hash)
-    uow.execute(insert(_records).values(**_row(record)))
+    uow.execute(_INSERT_RECORD, _row(record))
     moved = uow.execute(
-        update(_heads)
-        .where(_heads.c.partition == head.partition, _heads.c.last_sequence == head.sequence)
-        .values(last_sequence=record.sequence, head_hash=record.hash)
+        _MOVE_HEAD,
+        {
+            "head_partition": head.partition,
+            "head_sequence": head.sequence,
+            "new_sequence": record.sequence,
+            "new_hash": record.hash,
+        },
     )
     invariant(moved.rowcount == 1, f"audit head {head.partition} moved under its lock")
     return record
@@ -96,11 +116,7 @@ def _lock_head(uow: UnitOfWork, partition: int) -> ChainHead:
 
 
 def _select_head(uow: UnitOfWork, partition: int) -> Any:
-    return uow.execute(
-        select(_heads.c.last_sequence, _heads.c.head_hash)
-        .where(_heads.c.partition == partition)
-        .with_for_update()
-    ).one_or_none()
+    return uow.execute(_HEAD_LOCKED, {"head_partition": partition}).one_or_none()
 
 
 def _row(record: AuditRecord) -> dict[str, Any]:

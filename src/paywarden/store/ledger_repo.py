@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -93,7 +93,7 @@ def system_account(uow: UnitOfWork, kind: AccountKind, currency: str, livemode: 
     the loser read the winner's row instead of failing.
     """
     key = f"{kind.value}:{currency}:{'live' if livemode else 'test'}"
-    found = uow.execute(select(A.c.id).where(A.c.system_key == key)).scalar_one_or_none()
+    found = uow.execute(_SYSTEM_ACCOUNT, {"system_key": key}).scalar_one_or_none()
     if found is not None:
         return str(found)
     values = {
@@ -113,15 +113,49 @@ def system_account(uow: UnitOfWork, kind: AccountKind, currency: str, livemode: 
     return str(uow.execute(select(A.c.id).where(A.c.system_key == key)).scalar_one())
 
 
+# Statements of the payment path, built once (building and keying one costs more than
+# running it); each runs with its parameters.
+_ACCOUNTS = select(A).where(A.c.id.in_(bindparam("ids", expanding=True))).order_by(A.c.id)
+_ACCOUNTS_LOCKED = _ACCOUNTS.with_for_update()
+_SAVE_ACCOUNT = (
+    update(A)
+    .where(A.c.id == bindparam("account_id"))
+    .values(posted=bindparam("new_posted"), pending_out=bindparam("new_pending_out"))
+)
+_INSERT_TRANSFER = insert(schema.transfers)
+_INSERT_POSTINGS = insert(schema.postings)
+_HOLD = select(H).where(H.c.id == bindparam("hold_id"))
+_HOLD_LOCKED = _HOLD.with_for_update()
+_INSERT_HOLD = insert(H)
+_SYSTEM_ACCOUNT = select(A.c.id).where(A.c.system_key == bindparam("system_key"))
+_HOLD_COLUMNS = (
+    "status",
+    "captured_amount",
+    "refunded_amount",
+    "fee_amount",
+    "fee_refunded",
+    "updated_at",
+)
+_SAVE_HOLD = {
+    captured: update(H)
+    .where(H.c.id == bindparam("hold_id"))
+    .values(
+        {
+            name: bindparam(f"new_{name}")
+            for name in (*_HOLD_COLUMNS, *(["capture_transfer_id"] if captured else []))
+        }
+    )
+    for captured in (False, True)
+}
+
+
 def load_accounts(
     uow: UnitOfWork, ids: Iterable[str], *, lock: bool, livemode: bool | None = None
 ) -> dict[str, Account]:
     """Load accounts by id, locked for update in id order when ``lock``; all must exist."""
     wanted = sorted(set(ids))
-    query = select(A).where(A.c.id.in_(wanted)).order_by(A.c.id)
-    if lock:
-        query = query.with_for_update()
-    found = {row.id: account_from_row(row) for row in uow.execute(query)}
+    query = _ACCOUNTS_LOCKED if lock else _ACCOUNTS
+    found = {row.id: account_from_row(row) for row in uow.execute(query, {"ids": wanted})}
     for account_id in wanted:
         account = found.get(account_id)
         if account is None or (livemode is not None and account.livemode != livemode):
@@ -132,9 +166,12 @@ def load_accounts(
 def save_accounts(uow: UnitOfWork, accounts: Iterable[Account]) -> None:
     for account in accounts:
         result = uow.execute(
-            update(A)
-            .where(A.c.id == account.id)
-            .values(posted=account.posted, pending_out=account.pending_out)
+            _SAVE_ACCOUNT,
+            {
+                "account_id": account.id,
+                "new_posted": account.posted,
+                "new_pending_out": account.pending_out,
+            },
         )
         invariant(result.rowcount == 1, f"account {account.id} vanished during a transfer")
 
@@ -157,23 +194,24 @@ def insert_transfer(
 ) -> str:
     transfer_id = new_id("txf")
     uow.execute(
-        insert(schema.transfers).values(
-            id=transfer_id,
-            livemode=livemode,
-            kind=kind,
-            currency=currency,
-            amount=amount,
-            source_account_id=source_account_id,
-            destination_account_id=destination_account_id,
-            hold_id=hold_id,
-            refund_id=refund_id,
-            top_up_id=top_up_id,
-            description=description,
-            created_at=now,
-        )
+        _INSERT_TRANSFER,
+        {
+            "id": transfer_id,
+            "livemode": livemode,
+            "kind": kind,
+            "currency": currency,
+            "amount": amount,
+            "source_account_id": source_account_id,
+            "destination_account_id": destination_account_id,
+            "hold_id": hold_id,
+            "refund_id": refund_id,
+            "top_up_id": top_up_id,
+            "description": description,
+            "created_at": now,
+        },
     )
     uow.execute(
-        insert(schema.postings),
+        _INSERT_POSTINGS,
         [
             {
                 "transfer_id": transfer_id,
@@ -207,10 +245,7 @@ def hold_from_row(row: Any) -> Hold:
 
 
 def load_hold(uow: UnitOfWork, hold_id: str, *, lock: bool) -> tuple[Hold, Any]:
-    query = select(H).where(H.c.id == hold_id)
-    if lock:
-        query = query.with_for_update()
-    row = uow.execute(query).one_or_none()
+    row = uow.execute(_HOLD_LOCKED if lock else _HOLD, {"hold_id": hold_id}).one_or_none()
     if row is None:
         raise NotFound(f"no such hold: {hold_id}", param="$.hold")
     return hold_from_row(row), row
@@ -218,23 +253,24 @@ def load_hold(uow: UnitOfWork, hold_id: str, *, lock: bool) -> tuple[Hold, Any]:
 
 def insert_hold(uow: UnitOfWork, hold: Hold, description: str | None, now: datetime) -> None:
     uow.execute(
-        insert(H).values(
-            id=hold.id,
-            livemode=hold.livemode,
-            source_account_id=hold.source_account_id,
-            destination_account_id=hold.destination_account_id,
-            currency=hold.currency,
-            amount=hold.amount,
-            status=hold.status.value,
-            captured_amount=0,
-            refunded_amount=0,
-            fee_amount=0,
-            fee_refunded=0,
-            description=description,
-            expires_at=hold.expires_at,
-            created_at=now,
-            updated_at=now,
-        )
+        _INSERT_HOLD,
+        {
+            "id": hold.id,
+            "livemode": hold.livemode,
+            "source_account_id": hold.source_account_id,
+            "destination_account_id": hold.destination_account_id,
+            "currency": hold.currency,
+            "amount": hold.amount,
+            "status": hold.status.value,
+            "captured_amount": 0,
+            "refunded_amount": 0,
+            "fee_amount": 0,
+            "fee_refunded": 0,
+            "description": description,
+            "expires_at": hold.expires_at,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
 
 
@@ -242,14 +278,15 @@ def save_hold(
     uow: UnitOfWork, hold: Hold, now: datetime, capture_transfer_id: str | None = None
 ) -> None:
     values: dict[str, Any] = {
-        "status": hold.status.value,
-        "captured_amount": hold.captured_amount,
-        "refunded_amount": hold.refunded_amount,
-        "fee_amount": hold.fee_amount,
-        "fee_refunded": hold.fee_refunded,
-        "updated_at": now,
+        "hold_id": hold.id,
+        "new_status": hold.status.value,
+        "new_captured_amount": hold.captured_amount,
+        "new_refunded_amount": hold.refunded_amount,
+        "new_fee_amount": hold.fee_amount,
+        "new_fee_refunded": hold.fee_refunded,
+        "new_updated_at": now,
     }
     if capture_transfer_id is not None:
-        values["capture_transfer_id"] = capture_transfer_id
-    result = uow.execute(update(H).where(H.c.id == hold.id).values(**values))
+        values["new_capture_transfer_id"] = capture_transfer_id
+    result = uow.execute(_SAVE_HOLD[capture_transfer_id is not None], values)
     invariant(result.rowcount == 1, f"hold {hold.id} vanished")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from paywarden.authorization.constraints import Period, parse_constraints, to_json
 from paywarden.authorization.mandates import Mandate, MandateStatus, PeriodKey, Spent, Usage
@@ -71,9 +71,16 @@ def _values(mandate: Mandate) -> dict[str, Any]:
     }
 
 
+# Every payment runs these: built once (building and keying costs more than running).
+_MANDATE = select(mandates).where(mandates.c.id == bindparam("mandate_id"))
+_MANDATE_LOCKED = _MANDATE.with_for_update()
+_USAGE = select(mandate_usage).where(mandate_usage.c.mandate_id == bindparam("mandate_id"))
+_DROP_USAGE = delete(mandate_usage).where(mandate_usage.c.mandate_id == bindparam("mandate_id"))
+_INSERT_USAGE = insert(mandate_usage)
+
+
 def load_mandate(uow: UnitOfWork, mandate_id: str, *, lock: bool) -> MandateRow:
-    query = select(mandates).where(mandates.c.id == mandate_id)
-    row = uow.execute(query.with_for_update() if lock else query).first()
+    row = uow.execute(_MANDATE_LOCKED if lock else _MANDATE, {"mandate_id": mandate_id}).first()
     if row is None:
         raise NotFound(f"no such mandate: {mandate_id}", param="$.mandate")
     return MandateRow(
@@ -116,7 +123,7 @@ def _period_key(text: str) -> PeriodKey:
 
 
 def load_usage(uow: UnitOfWork, mandate_id: str) -> Usage:
-    rows = uow.execute(select(mandate_usage).where(mandate_usage.c.mandate_id == mandate_id))
+    rows = uow.execute(_USAGE, {"mandate_id": mandate_id})
     lifetime, periods, last = Spent(), {}, None
     for row in rows:
         spent = Spent(int(row.amount), int(row.count))
@@ -129,7 +136,7 @@ def load_usage(uow: UnitOfWork, mandate_id: str) -> Usage:
 
 def save_usage(uow: UnitOfWork, mandate_id: str, usage: Usage) -> None:
     """Replace the stored usage with ``usage`` (which keeps only the current periods)."""
-    uow.execute(delete(mandate_usage).where(mandate_usage.c.mandate_id == mandate_id))
+    uow.execute(_DROP_USAGE, {"mandate_id": mandate_id})
     rows = [
         {
             "mandate_id": mandate_id,
@@ -149,4 +156,4 @@ def save_usage(uow: UnitOfWork, mandate_id: str, usage: Usage) -> None:
         }
         for key, spent in sorted(usage.periods.items())
     ]
-    uow.execute(insert(mandate_usage), rows)
+    uow.execute(_INSERT_USAGE, rows)

@@ -11,14 +11,24 @@ anything else is rolled back and the error propagates: money side effects fail l
 
 Before the commit the unit of work runs its paired SQL checks: every transfer written in
 it balances to zero per currency, computed by the database from the stored postings.
+
+``Store.run_grouped`` is group commit: units of work submitted from many threads at once
+share one transaction and so one durable commit (one fsync), each inside a savepoint of its
+own, so that each stays atomic (a unit that raises is rolled back to its savepoint alone,
+and its paired checks run before its savepoint is released). No caller gets its result
+before the commit that holds its effect has returned. Batches form by themselves: while one
+batch runs, the units that arrive wait and make up the next one, so a lone request is never
+delayed to wait for company.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import Connection
@@ -37,6 +47,7 @@ T = TypeVar("T")
 RETRY_ATTEMPTS_MAX = 8
 RETRY_BACKOFF_S_BASE = 0.005
 RETRY_BACKOFF_S_MAX = 0.25
+GROUP_SIZE_MAX = 64  # units of work per group commit
 # SQLSTATEs that mean "run the transaction again": serialization failure, deadlock.
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
@@ -59,34 +70,52 @@ class UnitOfWork:
         self.transfer_ids.append(transfer_id)
 
     def check_before_commit(self) -> None:
-        """The SQL half of the paired ledger checks."""
+        """The SQL half of the paired ledger checks, in one query: per transfer written in
+        this unit and currency, the sum of its stored postings."""
         if not self.transfer_ids:
             return
         p = schema.postings
-        unbalanced = self.connection.execute(
+        sums = self.connection.execute(
             select(p.c.transfer_id, p.c.currency, func.sum(p.c.amount))
             .where(p.c.transfer_id.in_(self.transfer_ids))
             .group_by(p.c.transfer_id, p.c.currency)
-            .having(func.sum(p.c.amount) != 0)
         ).all()
+        unbalanced = [row for row in sums if row[2] != 0]
         invariant(not unbalanced, f"stored postings do not sum to zero: {unbalanced}")
-        counted = self.connection.execute(
-            select(func.count(func.distinct(p.c.transfer_id))).where(
-                p.c.transfer_id.in_(self.transfer_ids)
-            )
-        ).scalar_one()
-        invariant(counted == len(set(self.transfer_ids)), "a transfer was written without postings")
+        with_postings = {row[0] for row in sums}
+        invariant(
+            with_postings == set(self.transfer_ids), "a transfer was written without postings"
+        )
 
     def commit(self) -> None:
         self.check_before_commit()
         self._committed = True
 
 
+@dataclass
+class _Unit(Generic[T]):
+    """One submitted unit of work and, once its batch has committed, its outcome."""
+
+    work: Callable[[UnitOfWork], T]
+    done: bool = False
+    value: Any = None
+    error: BaseException | None = None
+    retry_alone: bool = False
+
+
 class Store:
-    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock | None = None, *, group_size_max: int = GROUP_SIZE_MAX
+    ) -> None:
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
         self.dialect = engine.dialect.name
+        invariant(group_size_max >= 1, "a group holds at least one unit of work")
+        self.group_size_max = group_size_max
+        self._group_lock = threading.Lock()
+        self._group_idle = threading.Condition(self._group_lock)
+        self._pending: list[_Unit[Any]] = []
+        self._leading = False
 
     def run(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
         """Run ``work`` in one transaction, retrying transient conflicts with backoff."""
@@ -117,6 +146,78 @@ class Store:
                 else:
                     uow.commit()
                 return result
+
+    def run_grouped(self, work: Callable[[UnitOfWork], T]) -> T:
+        """Run ``work`` atomically in a transaction it may share with concurrent callers (group
+        commit; see the module docstring). Returns once the commit holding its effect has
+        returned, or raises what ``work`` raised (its effect rolled back, the others' kept).
+
+        ``work`` must be re-runnable, as for :meth:`run`: a transient conflict re-runs it
+        alone. The leader is whichever waiting caller finds no batch running; it commits
+        batches in arrival order until its own unit is done.
+        """
+        unit: _Unit[T] = _Unit(work)
+        with self._group_lock:
+            self._pending.append(unit)
+            while True:
+                if unit.done:
+                    break
+                if self._leading:
+                    self._group_idle.wait()
+                    continue
+                self._leading = True
+                batch = self._pending[: self.group_size_max]
+                del self._pending[: self.group_size_max]
+                self._group_lock.release()
+                try:
+                    self._commit_group(batch)
+                finally:
+                    self._group_lock.acquire()
+                    self._leading = False
+                    self._group_idle.notify_all()
+        if unit.retry_alone:  # a transient conflict inside the group: run it on its own
+            return self.run(work)
+        if unit.error is not None:
+            raise unit.error
+        result: T = unit.value
+        return result
+
+    def _commit_group(self, batch: list[_Unit[Any]]) -> None:
+        try:
+            with self.engine.connect() as connection:
+                connection.info["paywarden_read_only"] = False
+                with connection.begin():
+                    for unit in batch:
+                        self._run_in_savepoint(connection, unit)
+        except DBAPIError as error:  # the commit (or BEGIN) failed: nothing of the batch holds
+            for unit in batch:
+                unit.value, unit.error = None, None
+                unit.retry_alone = _is_transient(error) or _is_unavailable(error)
+                if not unit.retry_alone:
+                    unit.error = error
+        except BaseException as error:
+            for unit in batch:
+                unit.value, unit.error = None, error
+            raise
+        finally:
+            for unit in batch:
+                unit.done = True
+
+    def _run_in_savepoint(self, connection: Connection, unit: _Unit[Any]) -> None:
+        savepoint = connection.begin_nested()
+        try:
+            uow = UnitOfWork(connection, self.clock, read_only=False)
+            value = unit.work(uow)
+            uow.commit()  # the paired checks of this unit, before its savepoint is released
+            savepoint.commit()
+            unit.value = value
+        except DBAPIError as error:
+            savepoint.rollback()
+            unit.retry_alone = _is_transient(error)
+            unit.error = None if unit.retry_alone else error
+        except Exception as error:  # the unit's own failure: its effect alone is undone
+            savepoint.rollback()
+            unit.error = error
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

@@ -13,6 +13,7 @@ from conftest import Api
 from paywarden.kernel.clock import FakeClock
 from paywarden.services import receipts, web_access
 from paywarden.store import schema
+from paywarden.store.tables_web import user_passwords
 from paywarden.web.i18n import MESSAGES
 from web_support import PASSWORD, Browser, Shop, csrf_of, person, shop
 
@@ -195,6 +196,17 @@ def test_export_and_erase_my_data(api: Api, clock: FakeClock) -> None:
     assert erased.status_code == 303
     assert world.pay(500)["status"] in {"declined"}
     assert api.get(f"/v1/mandates/{world.mandate}", world.owner.key).status_code == 401
+    # Erased means signed out everywhere, the password hash gone with the person.
+    after = world.owner.browser.get("/home")
+    assert after.status_code == 303 and after.headers["location"].startswith("/signin")
+    assert world.owner.browser.sign_in(world.owner.user["email"]).status_code != 303
+    hashes = api.store.run(
+        lambda uow: uow.execute(
+            select(user_passwords).where(user_passwords.c.user_id == world.owner.id)
+        ).all(),
+        read_only=True,
+    )
+    assert hashes == []
 
 
 def test_the_pages_speak_chinese_when_asked(api: Api) -> None:

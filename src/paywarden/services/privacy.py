@@ -18,8 +18,8 @@ also break the hash chain). It removes or blanks the rest, in one transaction:
 
 - revokes the user's live mandates (through :func:`paywarden.services.mandates.revoke`, so
   each takes the mandate lock and "revocation wins" holds) and their active API keys;
-- removes their passkeys (a passkey needs no e-mail to sign in) and ends the sessions those
-  opened;
+- removes their passkeys (a passkey needs no e-mail to sign in) and their password hash,
+  and ends all their dashboard sessions;
 - name → ``erased user``, e-mail → ``erased+<user id>@erased.invalid`` (unique per user);
 - every mandate's conversation excerpt, and the same fields in the outbox events that
   carried them (``user.created``, ``mandate.*``);
@@ -40,7 +40,7 @@ from sqlalchemy import or_, select, update
 from paywarden.kernel.clock import rfc3339
 from paywarden.kernel.errors import Conflict, NotFound
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.services import audit, identity, mandates, passkeys, payments
+from paywarden.services import audit, identity, mandates, passkeys, payments, web_access
 from paywarden.services.records import wire
 from paywarden.store import schema
 from paywarden.store.outbox import emit
@@ -254,6 +254,8 @@ def erase(uow: UnitOfWork, user: Principal, *, actor: Principal | None = None) -
     for key_id in keys_revoked:
         identity.revoke_key(uow, key_id, actor=actor)
     passkeys.remove_all(uow, user_id)
+    web_access.forget_password(uow, user_id)
+    web_access.end_all_sessions(uow, actor, user_id)
     uow.execute(
         update(schema.users)
         .where(schema.users.c.id == user_id)

@@ -35,7 +35,9 @@ __all__ = [
     "PASSWORD_LENGTH_MIN",
     "SessionRow",
     "check_password",
+    "end_all_sessions",
     "end_session",
+    "forget_password",
     "hash_password",
     "live_session",
     "password_sign_in",
@@ -259,6 +261,12 @@ def end_all_sessions(uow: UnitOfWork, principal: Principal, user_id: str) -> int
         .values(ended_at=uow.clock.now())
     )
     return int(result.rowcount or 0)
+
+
+def forget_password(uow: UnitOfWork, user_id: str) -> bool:
+    """Delete the user's password hash (their erasure); whether there was one."""
+    result = uow.execute(delete(user_passwords).where(user_passwords.c.user_id == user_id))
+    return bool(result.rowcount)
 
 
 def purge_sessions(uow: UnitOfWork, before: datetime) -> int:

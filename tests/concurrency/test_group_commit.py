@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import OperationalError
 
-from paywarden.kernel.errors import InvalidRequest, InvariantViolation
+from paywarden.kernel.errors import InvalidRequest, InvariantViolation, Unavailable
 from paywarden.store import schema
 from paywarden.store.tables_agents import request_nonces
 from paywarden.store.unit_of_work import Store, UnitOfWork
@@ -129,3 +129,17 @@ def test_the_postings_check_still_runs_and_passes_for_balanced_units(store: Stor
 
     before = store.run(count, read_only=True)
     assert store.run_grouped(count) == before
+
+
+def test_a_lost_connection_answers_503_and_keeps_nothing_of_the_group(store: Store) -> None:
+    """The connection broke: whether the commit happened is unknown to the caller, so no unit
+    is re-run (it could be twice); each answers 503 and its client retries with its key."""
+
+    def lost(uow: UnitOfWork) -> str:
+        _add("lost")(uow)
+        raise OperationalError("UPDATE …", {}, Exception("server closed the connection"))
+
+    with pytest.raises(Unavailable) as info:
+        store.run_grouped(lost)
+    assert info.value.status == 503
+    assert _stored(store) == set()

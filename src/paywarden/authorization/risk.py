@@ -1,10 +1,11 @@
 """First-version risk rules: pure functions over plain inputs, thresholds as data.
 
 The service gathers :class:`RiskInputs` (how many payments the agent and the mandate made
-in their windows, this mandate's past amounts, whether the merchant is new to the user, how
-many attempts failed recently); the store counts, capped at the deny threshold (a higher count
-changes no decision), and reads at most ``RiskConfig.history_size_max`` past amounts, so the
-cost of a decision does not grow with the history. Each rule returns a :class:`RiskSignal`
+in their windows, the median of this mandate's past amounts, whether the merchant is new to
+the user, how many attempts failed recently). The store reads at most
+``RiskConfig.history_size_max`` rows for each, so the cost of a decision does not grow with
+the history: a count stops there or at its deny threshold, whichever is lower (so a
+threshold above ``history_size_max`` never fires). Each rule returns a :class:`RiskSignal`
 or ``None``; :func:`~paywarden.authorization.decision.decide` turns ``step_up`` signals into
 ``requires_confirmation`` and ``deny`` signals into a denial. Signals:
 
@@ -70,7 +71,7 @@ class RiskConfig:
     failure_window_s: int = 900
     failure_step_up_min: int = 3
     failure_deny_min: int = 10
-    history_size_max: int = 1000  # past amounts read for the median
+    history_size_max: int = 1000  # rows read at most for a count or the median
 
     def __post_init__(self) -> None:
         for item in fields(self):

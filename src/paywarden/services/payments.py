@@ -229,11 +229,13 @@ _PAID_BEFORE = (
 def risk_inputs(
     uow: UnitOfWork, mandate: Mandate, merchant_id: str, now: datetime, risk: RiskConfig
 ) -> RiskInputs:
-    """Recent history, each read bounded: counts stop at the deny threshold (a higher count
-    decides the same), amounts at ``history_size_max``; so the cost does not grow with it."""
+    """Recent history, each read bounded by ``history_size_max`` rows, so the cost of a
+    decision does not grow with the history: a count stops there or at its deny threshold,
+    whichever is lower (beyond the threshold a higher count decides the same)."""
 
-    def count(statement: Any, window_s: int, cap: int, **ids: str) -> int:
+    def count(statement: Any, window_s: int, deny_min: int, **ids: str) -> int:
         since = now - timedelta(seconds=window_s)
+        cap = min(deny_min, risk.history_size_max)
         return int(uow.execute(statement, {**ids, "since": since, "cap": cap}).scalar_one())
 
     size = {"mandate_id": mandate.id, "size": risk.history_size_max}

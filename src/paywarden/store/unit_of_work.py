@@ -125,11 +125,7 @@ class Store:
             except DBAPIError as error:
                 if not _is_transient(error) or attempt == RETRY_ATTEMPTS_MAX:
                     if _is_transient(error) or _is_unavailable(error):
-                        raise Unavailable(
-                            "the database is busy or unavailable; retry with the same "
-                            "Idempotency-Key",
-                            retry_after_s=1,
-                        ) from error
+                        raise _unavailable(error) from error
                     raise
                 backoff_s = min(RETRY_BACKOFF_S_MAX, RETRY_BACKOFF_S_BASE * 2**attempt)
                 time.sleep(random.uniform(0, backoff_s))  # noqa: S311 -- jitter, not crypto
@@ -189,12 +185,15 @@ class Store:
                 with connection.begin():
                     for unit in batch:
                         self._run_in_savepoint(connection, unit)
-        except DBAPIError as error:  # the commit (or BEGIN) failed: nothing of the batch holds
+        except DBAPIError as error:  # the group's transaction failed: none of its units holds
+            # A conflict rolled it back for sure: each unit runs again on its own. A lost
+            # connection may have lost the COMMIT's answer, not the commit: 503, and the
+            # client's retry with its Idempotency-Key finds the stored answer or runs afresh.
             for unit in batch:
-                unit.value, unit.error = None, None
-                unit.retry_alone = _is_transient(error) or _is_unavailable(error)
+                unit.value, unit.retry_alone = None, _is_transient(error)
+                unit.error = None
                 if not unit.retry_alone:
-                    unit.error = error
+                    unit.error = _unavailable(error) if _is_unavailable(error) else error
         except BaseException as error:
             for unit in batch:
                 unit.value, unit.error = None, error
@@ -212,6 +211,8 @@ class Store:
             savepoint.commit()
             unit.value = value
         except DBAPIError as error:
+            if _is_unavailable(error) and not _is_transient(error):
+                raise  # the connection is gone: the whole group runs again, unit by unit
             savepoint.rollback()
             unit.retry_alone = _is_transient(error)
             unit.error = None if unit.retry_alone else error
@@ -222,6 +223,15 @@ class Store:
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+
+def _unavailable(error: DBAPIError) -> Unavailable:
+    unavailable = Unavailable(
+        "the database is busy or unavailable; retry with the same Idempotency-Key",
+        retry_after_s=1,
+    )
+    unavailable.__cause__ = error
+    return unavailable
 
 
 def _sqlstate(error: DBAPIError) -> str | None:

@@ -37,6 +37,7 @@ SCENARIO_FIELDS = {
     "p99_ms",
     "ratio",
     "notes",
+    "wall_s",
     "kinds",
     "runs",
 }

@@ -12,10 +12,10 @@ Every request is signed before the clock starts (a fresh nonce and ``created`` e
 for :data:`VALIDITY`), so what is timed is the verification, not the signing.
 
 In-process runs the pipeline of ``api/http.py`` ``post()`` and ``_admit_agent`` with the same
-public functions, one payment after another: ``verify_request`` (``AGENT_POLICY``, the
-same key cache), ``agents.admit_signed_request`` (key status, nonce remembered), the
-idempotency claim, then ``PaymentCreate`` validation, ``payments.pay``, ``wire_payment`` and
-the stored response in one transaction: three transactions a payment.
+public functions, one payment after another: ``verify_request`` (``AGENT_POLICY``, a
+``KeyCache`` as the server keeps), ``agents.admit_signed_request`` (key status, nonce
+remembered), the idempotency claim, then ``PaymentCreate`` validation, ``payments.pay``,
+``wire_payment`` and the stored response in one transaction: three transactions a payment.
 
 Risk rules are evaluated (their inputs are read) with thresholds set never to fire
 (:data:`RISK`); the server gets them through ``PAYWARDEN_RISK``.
@@ -60,7 +60,7 @@ __all__ = [
     "RISK",
     "AgentWorld",
     "Payer",
-    "SignedRequest",
+    "PreparedRequest",
     "in_process",
     "over_http",
     "paced",
@@ -115,8 +115,9 @@ class AgentWorld:
 
 
 @dataclass(frozen=True)
-class SignedRequest:
-    """A request signed ahead of time: what the client sends besides Host."""
+class PreparedRequest:
+    """A request built (and, for an agent, signed) before the clock starts: what the client
+    sends besides Host."""
 
     method: str
     path: str
@@ -202,7 +203,7 @@ def sign(
     authority: str,
     now: datetime,
     idempotency_key: bool = True,
-) -> SignedRequest:
+) -> PreparedRequest:
     """``method path`` signed by the payer's agent as ``AGENT_POLICY`` demands: @method,
     @authority, @path (and content-digest with a body), created, expires, nonce, keyid, tag."""
     raw = json.dumps(body).encode() if body is not None else b""
@@ -220,12 +221,12 @@ def sign(
     headers = [*fields, ("signature-input", signature_input), ("signature", signature)]
     if idempotency_key:
         headers.append(("idempotency-key", secrets.token_hex(12)))
-    return SignedRequest(method, path, raw, headers)
+    return PreparedRequest(method, path, raw, headers)
 
 
 def payment_request(
     world: AgentWorld, payer: Payer, *, authority: str, now: datetime
-) -> SignedRequest:
+) -> PreparedRequest:
     body = {"mandate": payer.mandate, "merchant": world.merchant, "amount": AMOUNT}
     return sign(
         payer, "POST", PAYMENTS_PATH, {**body, "currency": "usd"}, authority=authority, now=now
@@ -261,7 +262,7 @@ class _Pipeline:
         )
         return principal
 
-    def pay(self, request: SignedRequest) -> payments.PaymentRecord:
+    def pay(self, request: PreparedRequest) -> payments.PaymentRecord:
         parts = request.parts(IN_PROCESS_AUTHORITY)
         principal = self.admit(parts)
         key = idempotency.check_key(dict(request.headers).get("idempotency-key"))
@@ -412,7 +413,7 @@ def verify_payments(
 
 def _presigned(
     world: AgentWorld, authority: str, concurrency: int, per_worker: int
-) -> list[Iterator[SignedRequest]]:
+) -> list[Iterator[PreparedRequest]]:
     now = world.store.clock.now()
     return [
         iter(
@@ -427,7 +428,7 @@ def _presigned(
     ]
 
 
-async def send(client: Client, request: SignedRequest) -> tuple[int, bytes]:
+async def send(client: Client, request: PreparedRequest) -> tuple[int, bytes]:
     return await client.request(request.method, request.path, request.body, request.headers)
 
 
@@ -518,11 +519,11 @@ def paced(
 
 
 async def _open_loop(
-    port: int, connections: int, interval_s: float, requests: list[SignedRequest]
+    port: int, connections: int, interval_s: float, requests: list[PreparedRequest]
 ) -> Load:
     load = Load()
     clients = [await Client.open(port) for _ in range(connections)]
-    queue: asyncio.Queue[tuple[float, SignedRequest] | None] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[float, PreparedRequest] | None] = asyncio.Queue()
     started = time.perf_counter()
 
     async def produce() -> None:

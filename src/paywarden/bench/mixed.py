@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from paywarden.bench import agents
-from paywarden.bench.agents import AgentWorld, SignedRequest
+from paywarden.bench.agents import AgentWorld, PreparedRequest
 from paywarden.bench.loopback import Client, Exhausted, drive
 from paywarden.bench.model import Outcome, Run, check
 from paywarden.store import schema
@@ -51,16 +51,16 @@ SEARCH = "/v1/products?q=tea"
 REFUND_POOL = 1_000_000  # each client's setup payment: a cent refunded per refund request
 
 
-def _post(path: str, body: dict[str, Any], auth: str) -> SignedRequest:
+def _post(path: str, body: dict[str, Any], auth: str) -> PreparedRequest:
     headers = [("Authorization", f"Bearer {auth}"), ("Idempotency-Key", secrets.token_hex(12))]
-    return SignedRequest("POST", path, json.dumps(body).encode(), headers)
+    return PreparedRequest("POST", path, json.dumps(body).encode(), headers)
 
 
-def _get(path: str, auth: str) -> SignedRequest:
-    return SignedRequest("GET", path, b"", [("Authorization", f"Bearer {auth}")])
+def _get(path: str, auth: str) -> PreparedRequest:
+    return PreparedRequest("GET", path, b"", [("Authorization", f"Bearer {auth}")])
 
 
-async def _ok(client: Client, request: SignedRequest, status: int) -> dict[str, Any]:
+async def _ok(client: Client, request: PreparedRequest, status: int) -> dict[str, Any]:
     got, body = await agents.send(client, request)
     if got != status:
         raise ValueError(f"{request.method} {request.path}: status {got}: {body[:300]!r}")
@@ -97,7 +97,7 @@ def _prepare(world: AgentWorld, port: int) -> list[str]:
 
 def _requests(
     world: AgentWorld, authority: str, holds: list[str], worker: int, count: int
-) -> list[tuple[str, SignedRequest]]:
+) -> list[tuple[str, PreparedRequest]]:
     payer = world.payers[worker]
     now = world.store.clock.now()
     out = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ class ScenarioResult:
     ratio: float | None = None
     notes: str = ""
     skipped: str | None = None
+    wall_s: float = 0.0  # all runs, setup and verification included: where a run's time goes
 
     @property
     def verified(self) -> bool:
@@ -98,6 +100,7 @@ class ScenarioResult:
             "p99_ms": percentile(latencies, 99) * 1000 if latencies else None,
             "ratio": self.ratio,
             "notes": self.notes,
+            "wall_s": round(self.wall_s, 2),
             "kinds": self.kinds() if self.verified else {},
             "runs": [
                 {
@@ -137,12 +140,14 @@ def record(result: ScenarioResult, measure: Callable[[], Outcome]) -> None:
     """Run ``measure`` once into ``result``; a failure stops the scenario's later runs."""
     if result.failures or result.skipped:
         return
+    started = time.perf_counter()
     try:
         outcome = measure()
     except VerificationFailed as error:
         outcome = Outcome(None, f"verification failed: {error}")
     except Exception as error:  # a crash is reported as this scenario's failure
         outcome = Outcome(None, f"{type(error).__name__}: {error}")
+    result.wall_s += time.perf_counter() - started
     if outcome.run is None:
         result.failures.append(outcome.failure or "no result")
     else:

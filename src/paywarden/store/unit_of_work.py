@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, bindparam, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -50,6 +50,17 @@ RETRY_BACKOFF_S_MAX = 0.25
 GROUP_SIZE_MAX = 64  # units of work per group commit
 # SQLSTATEs that mean "run the transaction again": serialization failure, deadlock.
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
+
+
+_POSTING_SUMS = (  # built once: every unit that moves money runs it before its commit
+    select(
+        schema.postings.c.transfer_id,
+        schema.postings.c.currency,
+        func.sum(schema.postings.c.amount),
+    )
+    .where(schema.postings.c.transfer_id.in_(bindparam("transfer_ids", expanding=True)))
+    .group_by(schema.postings.c.transfer_id, schema.postings.c.currency)
+)
 
 
 class UnitOfWork:
@@ -74,12 +85,7 @@ class UnitOfWork:
         this unit and currency, the sum of its stored postings."""
         if not self.transfer_ids:
             return
-        p = schema.postings
-        sums = self.connection.execute(
-            select(p.c.transfer_id, p.c.currency, func.sum(p.c.amount))
-            .where(p.c.transfer_id.in_(self.transfer_ids))
-            .group_by(p.c.transfer_id, p.c.currency)
-        ).all()
+        sums = self.connection.execute(_POSTING_SUMS, {"transfer_ids": self.transfer_ids}).all()
         unbalanced = [row for row in sums if row[2] != 0]
         invariant(not unbalanced, f"stored postings do not sum to zero: {unbalanced}")
         with_postings = {row[0] for row in sums}

@@ -38,6 +38,7 @@ __all__ = [
     "Answer",
     "authenticated",
     "body_docs",
+    "claim_in",
     "error_response",
     "grouped_unit",
     "json_response",
@@ -311,16 +312,7 @@ async def post(
             )
         return code, text
 
-    claimed_or_replay = await run_in_threadpool(
-        rt.store.run,
-        lambda uow: idempotency.claim(
-            uow,
-            scope,
-            fingerprint,
-            retention=rt.idempotency_retention,
-            lock_s=rt.settings.idempotency_lock_s,
-        ),
-    )
+    claimed_or_replay = await run_in_threadpool(rt.store.run, claim_in(rt, scope, fingerprint))
     if isinstance(claimed_or_replay, idempotency.Replay):
         return json_response(
             claimed_or_replay.status, claimed_or_replay.body, version=version, replayed=True
@@ -344,6 +336,20 @@ async def post(
         await _release(rt, scope, claimed)
         raise
     return json_response(code, text, version=version)
+
+
+def claim_in(
+    rt: Runtime, scope: idempotency.Scope, fingerprint: str
+) -> Callable[[UnitOfWork], idempotency.Claimed | idempotency.Replay]:
+    """The claim of ``scope``'s key for a request body's ``fingerprint``, as a unit of work,
+    with this server's retention and lock time."""
+    return lambda uow: idempotency.claim(
+        uow,
+        scope,
+        fingerprint,
+        retention=rt.idempotency_retention,
+        lock_s=rt.settings.idempotency_lock_s,
+    )
 
 
 async def _checked_body(request: Request) -> tuple[str, dict[str, Any]]:
@@ -387,13 +393,7 @@ def grouped_unit(
     def unit(uow: UnitOfWork) -> Answer:
         principal = admit(uow)
         scope = idempotency.Scope(principal.scope, "POST", path, key)
-        claimed = idempotency.claim(
-            uow,
-            scope,
-            fingerprint,
-            retention=rt.idempotency_retention,
-            lock_s=rt.settings.idempotency_lock_s,
-        )
+        claimed = claim_in(rt, scope, fingerprint)(uow)
         if isinstance(claimed, idempotency.Replay):
             return Answer(claimed.status, claimed.body, replayed=True)
         savepoint = uow.connection.begin_nested()

@@ -51,6 +51,7 @@ from paywarden.api import schemas as s
 from paywarden.api.http import (
     authenticated,
     body_docs,
+    claim_in,
     error_payload,
     error_response,
     json_response,
@@ -228,16 +229,7 @@ async def device_post(
     rt = runtime(request)
     scope = idempotency.Scope(_scope(device), "POST", request.url.path, key)
     fingerprint = idempotency.fingerprint(raw, rt.secret)
-    claimed = await run_in_threadpool(
-        rt.store.run,
-        lambda uow: idempotency.claim(
-            uow,
-            scope,
-            fingerprint,
-            retention=rt.idempotency_retention,
-            lock_s=rt.settings.idempotency_lock_s,
-        ),
-    )
+    claimed = await run_in_threadpool(rt.store.run, claim_in(rt, scope, fingerprint))
     if isinstance(claimed, idempotency.Replay):
         return json_response(claimed.status, claimed.body, version=version, replayed=True)
 

@@ -120,12 +120,16 @@ def require_pg() -> None:
 
 
 def create_pg_database() -> str:
-    """A fresh, empty database on the test server; returns its URL."""
+    """A fresh, empty database on the test server; returns its URL. Its commits do not wait
+    for the WAL flush (``synchronous_commit=off``): what a transaction sees and locks is
+    unchanged, only a crash of the shared server could lose the last commits, and no test
+    crashes it (the crash tests run their own cluster, tests/pg_cluster_support.py)."""
     require_pg()
     name = f"pw_test_{secrets.token_hex(6)}"
     admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     admin.dispose()
     return make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
 

@@ -5,9 +5,10 @@ Pieces (tests/reliability/test_crash_safety.py puts them together):
 
 - :class:`Launcher` starts ``paywarden serve`` on one fixed port. Importing the server costs
   about two seconds on these machines, so most restarts fork it from a *zygote*: a process
-  that imported the package once and, per restart, forks a child that runs the very
-  ``paywarden serve`` command line (``paywarden.cli.main.app``) with the same config. Every
-  ``cold_every``-th restart execs the console script instead. Either way the server is a
+  that imported the package and built the command line parser once and, per restart, forks
+  a child that runs the very ``paywarden serve`` command line (``paywarden.cli.main.app``)
+  with the same config (and, per start, extra environment variables). Every
+  ``cold_every``-th start execs the console script instead. Either way the server is a
   separate process killed with SIGKILL: no atexit, no flush, no clean close.
 - :class:`Payers`: client threads, each an agent paying under its own mandate. A payment is
   retried with the same Idempotency-Key (re-signed with a fresh nonce) until the server
@@ -50,6 +51,7 @@ from paywarden.trust.keys import ed25519_private_key
 __all__ = ["Ack", "CycleReport", "Launcher", "Payers", "check_invariants", "write_config"]
 
 READY_TIMEOUT_S = 45.0
+READY_POLL_S = 0.01
 KILL_TIMEOUT_S = 10.0
 ATTEMPTS_MAX = 2_000  # per payment; a payment that never gets an answer fails the run
 RETRY_SLEEP_S = 0.05
@@ -88,8 +90,12 @@ def write_config(path: Path, database_url: str, master_key_file: Path) -> Path:
 
 _ZYGOTE = r"""
 import faulthandler, json, os, signal, sys
+import typer.main
 import paywarden.cli.main as cli
 import paywarden.api.app, uvicorn  # noqa: F401  (the expensive imports, done once)
+# What `cli.app(...)` builds on every call (the click command tree, tens of milliseconds),
+# built once; a child runs it exactly as `paywarden` does.
+command = typer.main.get_command(cli.app)
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
 for line in sys.stdin:
     order = json.loads(line)
@@ -101,9 +107,10 @@ for line in sys.stdin:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.chdir(order["cwd"])
+        os.environ.update(order["env"])
         faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, to the log
         try:
-            cli.app(args=order["argv"], prog_name="paywarden")
+            command.main(args=order["argv"], prog_name="paywarden")
         finally:
             os._exit(1)
     sys.stdout.write(f"{pid}\n")
@@ -112,7 +119,8 @@ for line in sys.stdin:
 
 
 class Launcher:
-    """Starts, kills and restarts ``paywarden serve`` on one port."""
+    """Starts, kills and restarts ``paywarden serve`` on one port; ``cold_every=0``: every
+    start is forked."""
 
     def __init__(self, workdir: Path, config: Path, port: int, *, cold_every: int = 10) -> None:
         self.workdir = workdir
@@ -139,8 +147,10 @@ class Launcher:
         argv = ["serve", "--config", str(self.config), "--port", str(self.port)]
         return argv if cold else [*argv, "--no-migrate"]
 
-    def start(self) -> None:
-        cold = self.starts % self.cold_every == 0
+    def start(self, env: dict[str, str] | None = None) -> None:
+        """Start the server (with ``env`` added to its environment) and wait until ready."""
+        env = env or {}
+        cold = bool(self.cold_every) and self.starts % self.cold_every == 0
         if cold:
             executable = Path(sys.executable).parent / "paywarden"
             with self.log.open("ab") as log:
@@ -148,13 +158,18 @@ class Launcher:
                     [str(executable), *self._argv(cold=True)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=server_env(),
+                    env=server_env() | env,
                     cwd=self.workdir,
                 )
             self._pid = self._cold.pid
             self.cold_starts += 1
         else:
-            order = {"argv": self._argv(cold=False), "log": str(self.log), "cwd": str(self.workdir)}
+            order = {
+                "argv": self._argv(cold=False),
+                "log": str(self.log),
+                "cwd": str(self.workdir),
+                "env": env,
+            }
             assert self._zygote.stdin is not None and self._zygote.stdout is not None
             self._zygote.stdin.write((json.dumps(order) + "\n").encode())
             self._zygote.stdin.flush()
@@ -184,15 +199,22 @@ class Launcher:
                         return
                 except httpx.TransportError:
                     pass
-                time.sleep(0.02)
+                time.sleep(READY_POLL_S)
         if self._alive() and self._cold is None and self._pid is not None:
             os.kill(self._pid, signal.SIGUSR1)  # a forked server dumps its threads' stacks
             time.sleep(1.0)
         tail = self.log.read_text(errors="replace")[-6000:]
         raise RuntimeError(f"the server did not become ready:\n{tail}")
 
+    def wait_exit(self, timeout_s: float) -> bool:
+        """Whether the server exits (by itself) within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while self._alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._alive()
+
     def kill(self) -> None:
-        """SIGKILL, then wait until the process is gone."""
+        """SIGKILL, then wait until the process is gone (a no-op once it has exited)."""
         if self._pid is None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -200,10 +222,7 @@ class Launcher:
         if self._cold is not None:
             self._cold.wait(timeout=KILL_TIMEOUT_S)
             self._cold = None
-        deadline = time.monotonic() + KILL_TIMEOUT_S
-        while self._alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not self._alive(), "the server survived SIGKILL"
+        assert self.wait_exit(KILL_TIMEOUT_S), "the server survived SIGKILL"
         self._pid = None
 
     def close(self) -> None:

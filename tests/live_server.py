@@ -35,6 +35,7 @@ T = TypeVar("T")
 SERVER_START_TIMEOUT_S = 60.0
 SERVER_STOP_TIMEOUT_S = 15.0
 SERVER_START_ATTEMPTS_MAX = 3
+READY_POLL_S = 0.02
 CLIENT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099}
 
@@ -200,7 +201,7 @@ def wait_ready(process: subprocess.Popen[bytes], base_url: str) -> bool:
                     return True
             except httpx.TransportError:
                 pass
-            time.sleep(0.1)
+            time.sleep(READY_POLL_S)
     raise TimeoutError(f"the server at {base_url} was not ready in {SERVER_START_TIMEOUT_S} s")
 
 

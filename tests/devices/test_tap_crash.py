@@ -6,21 +6,16 @@ the ledger with its capture, every capture a tap's, counters never behind an app
 Terminals retry an unanswered message identically after the restart and must get the
 answer the first attempt committed, if it did.
 
-The server restarts fork from a warm zygote (as tests/crash_support.py's launcher does,
-with the crash point passed per start); the fast run does 50 cycles, ``--long`` 300.
+The server restarts fork from a warm zygote (tests/crash_support.py's launcher, the crash
+point passed per start in the environment); the fast run does 50 cycles, ``--long`` 300.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,9 +26,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from crash_support import write_config
+from crash_support import Launcher, write_config
 from device_support import DeviceWorld, make_device_world
-from live_server import free_port, prepare, server_env
+from live_server import free_port, prepare
 from paywarden.devices.client import DeviceClient
 from paywarden.store import schema
 from paywarden.store.engine import make_engine
@@ -43,96 +38,6 @@ WORLDS = 3  # terminals tapping at once, each with its own phone
 CLIENT_TIMEOUT = httpx.Timeout(5.0, connect=1.0)
 CRASH_WAIT_S = 5.0
 IN_FLIGHT_RETRIES_MAX = 200
-READY_TIMEOUT_S = 60.0
-# A warm parent that imported the server once forks each restart, which then runs the very
-# `paywarden serve` command line with the environment of its order (the crash point).
-_ZYGOTE = r"""
-import json, os, signal, sys
-import paywarden.cli.main as cli
-import paywarden.api.app, uvicorn  # noqa: F401
-signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-for line in sys.stdin:
-    order = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
-        log = os.open(order["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.chdir(order["cwd"])
-        os.environ.update(order["env"])
-        try:
-            cli.app(args=order["argv"], prog_name="paywarden")
-        finally:
-            os._exit(1)
-    sys.stdout.write(f"{pid}\n")
-    sys.stdout.flush()
-"""
-
-
-class TapLauncher:
-    """Starts (forked from the zygote), kills and restarts ``paywarden serve`` on a port."""
-
-    def __init__(self, workdir: Path, config: Path, port: int) -> None:
-        self.workdir, self.config = workdir, config
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.argv = ["serve", "--config", str(config), "--port", str(port), "--no-migrate"]
-        self.log = workdir / "server.log"
-        self.pid: int | None = None
-        self.zygote = subprocess.Popen(
-            [sys.executable, "-c", _ZYGOTE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=server_env(),
-            cwd=workdir,
-        )
-
-    def start(self, env: dict[str, str]) -> None:
-        order = {"argv": self.argv, "log": str(self.log), "cwd": str(self.workdir), "env": env}
-        assert self.zygote.stdin is not None and self.zygote.stdout is not None
-        self.zygote.stdin.write((json.dumps(order) + "\n").encode())
-        self.zygote.stdin.flush()
-        self.pid = int(self.zygote.stdout.readline())
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        with httpx.Client(base_url=self.base_url, timeout=2.0) as probe:
-            while self.alive() and time.monotonic() < deadline:
-                with contextlib.suppress(httpx.TransportError):
-                    if probe.get("/readyz").status_code == 200:
-                        return
-                time.sleep(0.02)
-        raise RuntimeError(f"no server: {self.log.read_text(errors='replace')[-2000:]}")
-
-    def alive(self) -> bool:
-        if self.pid is None:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def wait_exit(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self.alive()
-
-    def kill(self) -> None:
-        if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            assert self.wait_exit(10.0), "the server survived SIGKILL"
-        self.pid = None
-
-    def close(self) -> None:
-        self.kill()
-        if self.zygote.stdin is not None:
-            self.zygote.stdin.close()
-        self.zygote.terminate()
-        self.zygote.wait(timeout=10.0)
-        if self.zygote.stdout is not None:
-            self.zygote.stdout.close()
 
 
 @dataclass
@@ -214,7 +119,7 @@ def _crash_run(tmp_path: Path, cycles: int, seed: int) -> None:
     database_url = f"sqlite:///{tmp_path / 'paywarden.db'}"
     admin_key = prepare(database_url)
     config = write_config(tmp_path / "paywarden.toml", database_url, tmp_path / "master.key")
-    launcher = TapLauncher(tmp_path, config, free_port())
+    launcher = Launcher(tmp_path, config, free_port(), cold_every=0)
     kinds: dict[str, int] = {"sigkill": 0, "before_commit": 0, "after_commit": 0}
     exits = {"before_commit": 0, "after_commit": 0}
     timings = {"start": 0.0, "check": 0.0, "setup": time.monotonic()}
@@ -256,7 +161,7 @@ def _crash_run(tmp_path: Path, cycles: int, seed: int) -> None:
             for thread in threads:
                 thread.join(timeout=30.0)
             assert not any(thread.is_alive() for thread in threads)
-            launcher.pid = None
+            launcher.kill()  # gone already: forget it
             began = time.monotonic()
             _check(database_url, tappers)
             timings["check"] += time.monotonic() - began

@@ -143,3 +143,19 @@ def test_a_lost_connection_answers_503_and_keeps_nothing_of_the_group(store: Sto
         store.run_grouped(lost)
     assert info.value.status == 503
     assert _stored(store) == set()
+
+
+def test_waves_of_units_from_many_threads_all_finish(store: Store) -> None:
+    """Leadership passes from caller to caller: every unit of several overlapping waves is
+    answered (a lost hand-over would leave callers waiting: each result has a deadline)."""
+    threads, per_thread = 12, 8
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [
+            pool.submit(
+                lambda t=t: [store.run_grouped(_add(f"w{t:02d}-{i}")) for i in range(per_thread)]
+            )
+            for t in range(threads)
+        ]
+        answers = [future.result(timeout=120) for future in futures]
+    assert sum(len(a) for a in answers) == threads * per_thread
+    assert len(_stored(store)) == threads * per_thread

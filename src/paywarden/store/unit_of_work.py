@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, bindparam, func, select, text
@@ -98,7 +98,7 @@ class UnitOfWork:
         self._committed = True
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: two units are never "equal"
 class _Unit(Generic[T]):
     """One submitted unit of work and, once its batch has committed, its outcome."""
 
@@ -107,6 +107,8 @@ class _Unit(Generic[T]):
     value: Any = None
     error: BaseException | None = None
     retry_alone: bool = False
+    leads: bool = False  # this caller's thread commits the groups for now
+    woken: threading.Event = field(default_factory=threading.Event)
 
 
 class Store:
@@ -119,7 +121,6 @@ class Store:
         invariant(group_size_max >= 1, "a group holds at least one unit of work")
         self.group_size_max = group_size_max
         self._group_lock = threading.Lock()
-        self._group_idle = threading.Condition(self._group_lock)
         self._pending: list[_Unit[Any]] = []
         self._leading = False
 
@@ -155,34 +156,49 @@ class Store:
         returned, or raises what ``work`` raised (its effect rolled back, the others' kept).
 
         ``work`` must be re-runnable, as for :meth:`run`: a transient conflict re-runs it
-        alone. The leader is whichever waiting caller finds no batch running; it commits
-        batches in arrival order until its own unit is done.
+        alone. The leader is the caller that finds no group running; it commits groups in
+        arrival order until its own unit is done, then hands the lead on.
         """
         unit: _Unit[T] = _Unit(work)
         with self._group_lock:
             self._pending.append(unit)
-            while True:
-                if unit.done:
-                    break
-                if self._leading:
-                    self._group_idle.wait()
-                    continue
-                self._leading = True
-                batch = self._pending[: self.group_size_max]
-                del self._pending[: self.group_size_max]
-                self._group_lock.release()
-                try:
-                    self._commit_group(batch)
-                finally:
-                    self._group_lock.acquire()
-                    self._leading = False
-                    self._group_idle.notify_all()
+            if not self._leading:
+                self._leading = unit.leads = True
+        if not unit.leads:
+            unit.woken.wait()  # by the leader that committed it, or to lead the next groups
+        if unit.leads:
+            self._lead(unit)
         if unit.retry_alone:  # a transient conflict inside the group: run it on its own
             return self.run(work)
         if unit.error is not None:
             raise unit.error
         result: T = unit.value
         return result
+
+    def _lead(self, unit: _Unit[Any]) -> None:
+        """Commit groups in arrival order until ``unit`` is done, then hand the lead to the
+        oldest waiting unit (each waiting thread is woken once: to lead, or with its result)."""
+        try:
+            while not unit.done:
+                with self._group_lock:
+                    batch = self._pending[: self.group_size_max]
+                    del self._pending[: self.group_size_max]
+                try:
+                    self._commit_group(batch)
+                finally:
+                    for committed in batch:
+                        if committed is not unit:
+                            committed.woken.set()
+        finally:  # also when a group failed beyond its units (the error reaches this caller)
+            with self._group_lock:
+                if unit in self._pending:
+                    self._pending.remove(unit)
+                if self._pending:
+                    successor = self._pending[0]
+                    successor.leads = True
+                    successor.woken.set()
+                else:
+                    self._leading = False
 
     def _commit_group(self, batch: list[_Unit[Any]]) -> None:
         try:

@@ -176,7 +176,7 @@ def _run_cycles(
         assert launcher.cold_starts >= 2, "no cold `paywarden serve` start after a kill"
 
 
-@pytest.mark.timeout(900)  # about 80 s on a quiet machine; the bound is for a busy one
+@pytest.mark.timeout(900)  # about 30 s on a quiet machine; the bound is for a busy one
 def test_sqlite_survives_sigkill_cycles(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     database_url = f"sqlite:///{tmp_path / 'paywarden.db'}"
     admin_key = prepare(database_url)

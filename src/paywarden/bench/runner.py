@@ -88,7 +88,7 @@ PROFILES: dict[str, Config] = {
         SCALE_SIZES,
         300,
     ),
-    "quick": Config("quick", 3, 300, 3000, 100, 1.0, 2.5, 8, 100, 4.0, 80, 2.5, 3.0, 2.5, 2.0, 10),
+    "quick": Config("quick", 3, 300, 2000, 100, 1.0, 2.0, 8, 80, 3.0, 60, 2.0, 3.0, 2.0, 2.0, 10),
     # For the test suite: every scenario, a few operations each; the figures mean nothing.
     "smoke": Config("smoke", 1, 10, 200, 100, 0.05, 0.3, 2, 4, 0.3, 4, 0.3, 0.5, 0.5, 1.0, 1),
 }

@@ -67,7 +67,10 @@ def _bench(tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> dic
     markdown = next(out.glob("*.md")).read_text()
     assert f"| paywarden.{backend}.agent_http |" in markdown
     assert "target p99 <= 25 ms" in markdown
-    xml.dom.minidom.parse(str(next(out.glob("*.svg"))))  # well-formed
+    svg = next(out.glob("*.svg"))
+    xml.dom.minidom.parse(str(svg))  # well-formed
+    assert f"paywarden.{backend}.agent_http_half_peak" in svg.read_text()
+    assert "payments, p99 " in svg.read_text()  # the half-peak bar names its tail latency
     assert not list(out.glob(".scratch-*")), "the scratch folder was left behind"
     report: dict[str, Any] = json.loads(reports[0].read_text())
     assert f"paywarden.{backend}.in_process" in result.output

@@ -64,6 +64,8 @@ def write_svg(results: list[ScenarioResult], path: Path, *, title: str) -> None:
         if result.median:
             end = x(result.median)
             ratio = f" ({result.ratio:.2f} of limit)" if result.ratio is not None else ""
+            if result.key.endswith("_half_peak"):  # its figure is the tail latency
+                ratio += f", p99 {result.to_json()['p99_ms']:.1f} ms"
             parts.append(
                 f'<rect x="{_LABEL_W}" y="{y + 6}" width="{max(end - _LABEL_W, 1):.1f}" '
                 f'height="12" fill="{colour}"/>'

@@ -58,14 +58,21 @@ from paywarden.trust.signatures import RequestParts, content_digest, sign_reques
 
 __all__ = [
     "RISK",
+    "SEEDED_PREFIX",
     "AgentWorld",
     "Payer",
     "PreparedRequest",
+    "cut_short",
     "in_process",
+    "measure_in_process",
     "over_http",
     "paced",
+    "pay_in_process",
+    "payment_request",
+    "send",
     "serving",
     "setup",
+    "sign",
     "verify_payments",
 ]
 
@@ -90,7 +97,7 @@ RISK: dict[str, int | bool] = {
     "failure_deny_min": 1_000_000_000,
 }
 SEEDED_PREFIX = "00s"  # after "pay_": bulk-seeded payments (scale); real ids begin "01"
-PRESIGN_PER_S = 500  # requests signed per second of an HTTP run; a faster run ends early
+PRESIGN_PER_S = 1000  # requests signed per second of an HTTP run; a faster run ends early
 
 
 @dataclass
@@ -477,7 +484,17 @@ def over_http(
             return _paid(*await send(client, request))
 
         load = drive(port, concurrency, duration_s, step)
-    return Outcome(_checked(load, world, database_url))
+    run = _checked(load, world, database_url)
+    run.checks += cut_short(load, duration_s)
+    return Outcome(run)
+
+
+def cut_short(load: Load, duration_s: float) -> list[str]:
+    """A note when the clients used up their pre-signed requests before ``duration_s``
+    (the rate is still count over time, of a shorter run): sign more, see PRESIGN_PER_S."""
+    if load.elapsed_s >= 0.95 * duration_s:
+        return []
+    return [f"ran out of pre-signed requests after {load.elapsed_s:.1f} of {duration_s:g} s"]
 
 
 def _checked(load: Load, world: AgentWorld, database_url: str, made: int | None = None) -> Run:

@@ -204,6 +204,7 @@ def mixed(
         f"{sessions} checkout sessions stored",
         f"{refunds} refunds of 1 cent stored",
         "every search found the product, every mandate read answered active",
+        *agents.cut_short(load, duration_s),
     ]
     return Outcome(
         Run(

@@ -488,9 +488,9 @@ def bench(
     runs: Annotated[
         int | None, typer.Option(min=1, help="runs per scenario; the median is reported")
     ] = None,
-    out: Annotated[Path, typer.Option(help="folder for the JSON report and SVG plot")] = Path(
-        "benchmarks/results"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="folder for the reports: JSON, SVG plot, Markdown")
+    ] = Path("benchmarks/results"),
     pg_url: Annotated[
         str,
         typer.Option(

@@ -192,7 +192,9 @@ _SINCE = payments.c.created_at > bindparam("since")
 
 
 def _capped_count(*conditions: Any) -> Any:
-    capped = select(payments.c.id).where(*conditions, _SINCE).limit(bindparam("cap")).subquery()
+    capped = (  # created_at, not id: the count reads the index alone
+        select(payments.c.created_at).where(*conditions, _SINCE).limit(bindparam("cap")).subquery()
+    )
     return select(func.count()).select_from(capped)
 
 

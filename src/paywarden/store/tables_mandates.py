@@ -100,3 +100,12 @@ payments = Table(
 )
 Index("ix_payments_mandate_created", payments.c.mandate_id, payments.c.created_at)
 Index("ix_payments_agent_created", payments.c.agent_id, payments.c.created_at)
+# The risk reads of every payment (payments.risk_inputs) scan these alone (migration 0018).
+Index(
+    "ix_payments_mandate_history",
+    payments.c.mandate_id,
+    payments.c.status,
+    payments.c.created_at,
+    payments.c.amount,
+)
+Index("ix_payments_agent_history", payments.c.agent_id, payments.c.status, payments.c.created_at)

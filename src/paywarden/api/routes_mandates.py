@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
 from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
+from paywarden.api.runtime import Runtime
 from paywarden.kernel.errors import PermissionDenied
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import approvals, mandates, payments, tokens
@@ -174,10 +175,19 @@ async def get_mandate(request: Request, mandate_id: str) -> Response:
 )
 async def create_payment(request: Request) -> Response:
     """An agent pays a merchant under a mandate. Agent (signed) only."""
-    rt = runtime(request)
-    issuer = str(request.base_url).rstrip("/")
+    work = payment_work(runtime(request), str(request.base_url).rstrip("/"))
+    return await post(
+        request, PaymentCreate, work, render=render_payment, allow_agents=True, grouped=True
+    )
 
-    def work(uow: UnitOfWork, p: Principal, b: PaymentCreate) -> Any:
+
+def payment_work(
+    rt: Runtime, issuer: str
+) -> Callable[[UnitOfWork, Principal, PaymentCreate], payments.PaymentRecord]:
+    """The effect of ``POST /v1/payments`` with this server's settings (``paywarden bench``
+    runs the same in-process)."""
+
+    def work(uow: UnitOfWork, p: Principal, b: PaymentCreate) -> payments.PaymentRecord:
         return payments.pay(
             uow,
             p,
@@ -194,10 +204,11 @@ async def create_payment(request: Request) -> Response:
             ),
         )
 
-    def render(record: Any) -> tuple[int, dict[str, Any]]:
-        return 201, payments.wire_payment(record)
+    return work
 
-    return await post(request, PaymentCreate, work, render=render, allow_agents=True, grouped=True)
+
+def render_payment(record: payments.PaymentRecord) -> tuple[int, dict[str, Any]]:
+    return 201, payments.wire_payment(record)
 
 
 @router.get("/v1/payments/{payment_id}", tags=["payments"])

@@ -6,16 +6,18 @@ The world (set up before the clock starts): one merchant (1 % fee), one agent pl
 requested and the user consented to (budget :data:`BUDGET`, payee the merchant). Payments go
 round-robin over the mandates, so one hot mandate row is not all that is measured; each
 payment still locks its mandate and reads its recent history (risk), so more payments per
-mandate cost a little more (up to ``RiskConfig.history_size_max`` rows).
+mandate cost a little more (up to ``RiskConfig.history_size_max`` index entries).
 
 Every request is signed before the clock starts (a fresh nonce and ``created`` each, valid
 for :data:`VALIDITY`), so what is timed is the verification, not the signing.
 
-In-process runs the pipeline of ``api/http.py`` ``post()`` and ``_admit_agent`` with the same
-public functions, one payment after another: ``verify_request`` (``AGENT_POLICY``, a
-``KeyCache`` as the server keeps), ``agents.admit_signed_request`` (key status, nonce
-remembered), the idempotency claim, then ``PaymentCreate`` validation, ``payments.pay``,
-``wire_payment`` and the stored response in one transaction: three transactions a payment.
+In-process runs what the route runs, through the same functions, one payment after
+another: ``verify_agent`` (RFC 9421 with ``AGENT_POLICY`` and the server's key cache), then
+one unit of work under group commit (``grouped_unit`` on ``Store.run_grouped``): admission
+(key status, nonce remembered), the idempotency claim, ``PaymentCreate`` validation, the
+route's effect (``payment_work``: ``payments.pay``) and the stored response. One after
+another, each group holds one payment, so in-process pays one durable commit per payment;
+over HTTP, concurrent payments share commits.
 
 Risk rules are evaluated (their inputs are read) with thresholds set never to fire
 (:data:`RISK`); the server gets them through ``PAYWARDEN_RISK``.
@@ -37,14 +39,20 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from paywarden.api.http import AGENT_POLICY, parse_json_object, validate
-from paywarden.api.routes_mandates import PaymentCreate
-from paywarden.authorization.risk import RiskConfig
+from paywarden.api.http import (
+    grouped_unit,
+    parse_json_object,
+    signed_admission,
+    verify_agent,
+)
+from paywarden.api.routes_mandates import PaymentCreate, payment_work, render_payment
+from paywarden.api.runtime import Runtime
 from paywarden.bench import ledger as bench_ledger
 from paywarden.bench.loopback import Client, Exhausted, Load, drive, server
 from paywarden.bench.model import Outcome, Run, check
+from paywarden.config import Settings
 from paywarden.kernel.principals import Principal, PrincipalType
-from paywarden.services import agents, audit, idempotency, identity, keys, mandates, payments
+from paywarden.services import agents, audit, idempotency, identity, keys, mandates
 from paywarden.services import platform as platform_service
 from paywarden.store import migrate, schema
 from paywarden.store.engine import make_engine
@@ -54,7 +62,7 @@ from paywarden.store.tables_mandates import payments as payments_table
 from paywarden.store.unit_of_work import Store, UnitOfWork
 from paywarden.trust.keys import PrivateKey, ed25519_private_key
 from paywarden.trust.receipts import verify_receipt
-from paywarden.trust.signatures import RequestParts, content_digest, sign_request, verify_request
+from paywarden.trust.signatures import RequestParts, content_digest, sign_request
 
 __all__ = [
     "RISK",
@@ -243,67 +251,37 @@ def payment_request(
 
 
 class _Pipeline:
-    """``POST /v1/payments`` as ``api/http.py`` runs it, without Starlette and uvicorn."""
+    """``POST /v1/payments`` as ``api/http.py`` runs it, without Starlette and uvicorn: the
+    signature verified (the same key cache), then admission, the key's claim, the payment
+    and the stored response as one unit of work under group commit (``grouped_unit``,
+    ``Store.run_grouped``), the route's own effect (``payment_work``)."""
 
     def __init__(self, world: AgentWorld) -> None:
         self.world = world
-        self.keys = agents.KeyCache()
-        self.risk = RiskConfig(**RISK)  # type: ignore[arg-type]
-        self.issuer = f"http://{IN_PROCESS_AUTHORITY}"
+        settings = Settings(database_url="sqlite://", risk=RISK)
+        self.runtime = Runtime(
+            settings, world.store, _secret=world.secret, _master_key=world.master_key
+        )
+        self.work = payment_work(self.runtime, f"http://{IN_PROCESS_AUTHORITY}")
 
-    def admit(self, parts: RequestParts) -> Principal:
+    def pay(self, request: PreparedRequest) -> dict[str, Any]:
         store = self.world.store
-        now = store.clock.now()
-
-        def load(keyid: str) -> Any:
-            return store.run(lambda uow: agents.key_material(uow, keyid), read_only=True)
-
-        verified = verify_request(
-            parts,
-            keys=lambda keyid: self.keys.get(keyid, lambda: load(keyid)),
-            now=now,
-            policy=AGENT_POLICY,
-        )
-        principal: Principal = store.run(
-            lambda uow: agents.admit_signed_request(
-                uow, verified, now=now, max_age=AGENT_POLICY.max_age
-            )
-        )
-        return principal
-
-    def pay(self, request: PreparedRequest) -> payments.PaymentRecord:
-        parts = request.parts(IN_PROCESS_AUTHORITY)
-        principal = self.admit(parts)
+        verified = verify_agent(store, request.parts(IN_PROCESS_AUTHORITY))
         key = idempotency.check_key(dict(request.headers).get("idempotency-key"))
-        raw = parse_json_object(request.body)
-
-        def effect(uow: UnitOfWork) -> payments.PaymentRecord:
-            body = validate(PaymentCreate, raw)
-            return payments.pay(
-                uow,
-                principal,
-                body.mandate,
-                body.merchant,
-                body.amount,
-                body.currency,
-                body.cart_hash,
-                master_key=self.world.master_key,
-                issuer=self.issuer,
-                risk=self.risk,
-            )
-
-        record: payments.PaymentRecord = bench_ledger.idempotent(
-            self.world.store,
-            self.world.secret,
-            principal,
-            request.path,
-            raw,
-            effect,
-            201,
+        unit = grouped_unit(
+            self.runtime,
+            signed_admission(store, verified),
+            path=request.path,
             key=key,
-            render=payments.wire_payment,
+            raw=parse_json_object(request.body),
+            model=PaymentCreate,
+            work=self.work,
+            render=render_payment,
         )
-        return record
+        answer = store.run_grouped(unit)
+        check(answer.status == 201, f"a payment answered {answer.status}: {answer.body[:300]}")
+        paid: dict[str, Any] = json.loads(answer.body)
+        return paid
 
 
 def in_process(database_url: str, count: int) -> Outcome:
@@ -318,7 +296,7 @@ def in_process(database_url: str, count: int) -> Outcome:
 
 def pay_in_process(
     world: AgentWorld, count: int, latencies: list[float] | None = None
-) -> list[payments.PaymentRecord]:
+) -> list[dict[str, Any]]:
     """``count`` payments through the pipeline, round-robin over the payers, each one
     checked to have succeeded; their latencies are appended to ``latencies``."""
     pipeline = _Pipeline(world)
@@ -335,7 +313,7 @@ def pay_in_process(
         record = pipeline.pay(request)
         if latencies is not None:
             latencies.append(time.perf_counter() - t0)
-        check(record.status == "succeeded", f"a payment was {record.status}: {record.reasons}")
+        check(record["status"] == "succeeded", f"a payment was {record['status']}: {record}")
         records.append(record)
     return records
 

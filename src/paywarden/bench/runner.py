@@ -295,8 +295,8 @@ def _agent(config: Config, backend: str, scratch: Path) -> list[_Scenario]:
                 f"{backend}: agent payment (verify, admit, idempotency, pay), 1 thread",
                 "payments",
                 "payment",
-                notes="3 transactions a payment (admission with the nonce, idempotency claim, "
-                f"payment); {agents.IN_PROCESS_MANDATES} mandates in turn",
+                notes="1 grouped unit of work a payment (admission with the nonce, "
+                f"idempotency claim, payment); {agents.IN_PROCESS_MANDATES} mandates in turn",
             ),
             in_process,
             [(storage_limit, 1.0), ("crypto.rfc9421_verify", 1.0)],

@@ -88,7 +88,7 @@ def seed(world: AgentWorld, size: int) -> None:
         for j, record in enumerate(templates):
             connection.execute(
                 text("INSERT INTO bench_templates VALUES (:j, :p, :h, :t)"),
-                {"j": j, "p": record.id, "h": record.hold_id, "t": record.transfer_id},
+                {"j": j, "p": record["id"], "h": record["hold"], "t": record["transfer"]},
             )
         sized = {"size": size}
         for table, join, overrides in (
@@ -133,15 +133,15 @@ def _move_balances(connection: Connection, templates: list[Any], size: int) -> N
     for j, record in enumerate(templates):
         rows = connection.execute(
             text("SELECT account_id, amount FROM postings WHERE transfer_id = :t"),
-            {"t": record.transfer_id},
+            {"t": record["transfer"]},
         )
         for account, amount in rows:
             moved[account] += copies[j] * amount
         u = mandate_usage
         connection.execute(
             update(u)
-            .where(u.c.mandate_id == record.mandate_id, u.c.period == "lifetime")
-            .values(amount=u.c.amount + copies[j] * record.amount, count=u.c.count + copies[j])
+            .where(u.c.mandate_id == record["mandate"], u.c.period == "lifetime")
+            .values(amount=u.c.amount + copies[j] * record["amount"], count=u.c.count + copies[j])
         )
     a = schema.accounts
     for account, amount in moved.items():

@@ -1,6 +1,7 @@
 """schemathesis, run with ACP's own OpenAPI (openapi.agentic_checkout.yaml) against a demo
 merchant's ACP base URL on the in-process app: every operation fuzzed (bounded, derandomized),
-then a stateful run along create → update → complete links. The checks:
+then a stateful run along create → update → complete links, and one such chain driven
+explicitly (exploration completes one only now and then). The checks:
 no server error, and every response conforms to the OpenAPI's schema for its status.
 
 A hook (``_prepare``) supplies what a real agent would: the bearer token, ``API-Version``, a
@@ -35,6 +36,7 @@ from acp_support import (
     NO_RISK,
     VERSION,
     AcpWorld,
+    default_create,
     make_acp_world,
     payment_data,
     spec_file,
@@ -216,5 +218,32 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         print(f"  {label}: {succeeded[label]} / {calls[label]}")
     chain = [CREATE, UPDATE, COMPLETE]
     chains = [sid for sid, done in steps.items() if _in_order(done, chain)]
-    print(f"  sessions taken through create → update → complete: {len(chains)}")
-    assert chains, steps
+    # How often exploration completes the chain varies with the process (what else pytest
+    # imported changes it), so it is reported, and one chain is always driven explicitly.
+    print(f"  sessions taken through create → update → complete: {len(chains)} explored")
+    completed = _explicit_chain(schema, world)
+    print(f"  and 1 driven: {' → '.join(completed)}")
+
+
+def _explicit_chain(schema: Any, world: AcpWorld) -> list[str]:
+    """create → update → complete through schemathesis' own cases, hook and checks, with
+    valid bodies: the chain the stateful phase explores, made certain."""
+    operations = {op.label: op for op in (r.ok() for r in schema.get_all_operations())}
+    sku = SKUS[0]
+
+    def call(label: str, body: dict[str, Any], session_id: str | None = None) -> Any:
+        operation = operations[label.replace("POST/", "POST /", 1)]
+        path = {"checkout_session_id": session_id} if session_id else {}
+        case = operation.Case(body=body, path_parameters=path, media_type="application/json")
+        _prepare(world, case)
+        response = case.call()
+        case.validate_response(response, checks=CHECKS)
+        assert 200 <= response.status_code < 300, (label, response.text)
+        return response.json()
+
+    created = call(CREATE, default_create(sku))
+    updated = call(UPDATE, {"line_items": [{"id": sku}, {"id": sku}]}, created["id"])
+    assert len(updated["line_items"]) >= 1
+    completed = call(COMPLETE, {"payment_data": {}}, created["id"])  # _prepare mints the token
+    assert completed["status"] == "completed" and completed["order"]["id"].startswith("ord_")
+    return [created["status"], updated["status"], completed["status"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 from alembic import command
@@ -32,6 +33,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         connection.commit()
 
 
+@functools.cache  # the migrations shipped with this code: read once (/readyz asks often)
 def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     if head is None:  # pragma: no cover -- the package always ships migrations

@@ -183,7 +183,9 @@ def test_the_command_line_settles_payouts_and_writes_the_export(
 
     processed = runner.invoke(cli, ["payouts", "process", "--database-url", url])
     out = tmp_path / "reconciliation.csv"
-    end = rfc3339(clock.now() + timedelta(hours=1))  # the data's fake time, not the system's
+    # The data was written at the fake time, the payout settled by the command line at the
+    # real one: the export must reach past both (the fake clock starts at a fixed instant).
+    end = rfc3339(max(clock.now(), datetime.now(UTC)) + timedelta(hours=1))
     exported = runner.invoke(
         cli, ["payouts", "reconcile", "--out", str(out), "--to", end, "--database-url", url]
     )

@@ -16,11 +16,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.exc import OperationalError
 
 from paywarden.kernel.errors import InvalidRequest, InvariantViolation, Unavailable
-from paywarden.store import schema
 from paywarden.store.tables_agents import request_nonces
 from paywarden.store.unit_of_work import Store, UnitOfWork
 
@@ -121,14 +120,6 @@ def test_a_transient_conflict_inside_a_group_reruns_the_unit_alone(store: Store)
     assert store.run_grouped(flaky) == "ok"
     assert attempts[0] == 2
     assert _stored(store) == {"t2"}  # the first attempt's write was rolled back
-
-
-def test_the_postings_check_still_runs_and_passes_for_balanced_units(store: Store) -> None:
-    def count(uow: UnitOfWork) -> int:
-        return int(uow.execute(select(func.count()).select_from(schema.postings)).scalar_one())
-
-    before = store.run(count, read_only=True)
-    assert store.run_grouped(count) == before
 
 
 def test_a_lost_connection_answers_503_and_keeps_nothing_of_the_group(store: Store) -> None:

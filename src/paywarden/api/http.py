@@ -171,13 +171,7 @@ def verify_agent(store: Store, parts: RequestParts) -> VerifiedSignature:
 
 
 def _admit_agent(store: Store, parts: RequestParts) -> Principal:
-    now = store.clock.now()
-    verified = verify_agent(store, parts)
-    return store.run(
-        lambda uow: agents.admit_signed_request(
-            uow, verified, now=now, max_age=AGENT_POLICY.max_age
-        )
-    )
+    return store.run(signed_admission(store, verify_agent(store, parts)))
 
 
 def _depth(value: Any) -> int:

@@ -234,7 +234,7 @@ class Store:
             unit.value = value
         except DBAPIError as error:
             if _is_unavailable(error) and not _is_transient(error):
-                raise  # the connection is gone: the whole group runs again, unit by unit
+                raise  # the connection is gone: the whole group answers 503 (see _commit_group)
             savepoint.rollback()
             unit.retry_alone = _is_transient(error)
             unit.error = None if unit.retry_alone else error

@@ -53,6 +53,7 @@ from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import audit
 from paywarden.services.identity import API_VERSION, issue_key
 from paywarden.services.records import ApiKeyRecord
+from paywarden.store.prepared import prepare_all
 from paywarden.store.tables_agents import (
     KID_LENGTH_MAX,
     agent_keys,
@@ -710,3 +711,6 @@ def _load_agent(uow: UnitOfWork, agent_id: str) -> AgentRecord:
         revoked_at=row.revoked_at,
         keys=keys,
     )
+
+
+prepare_all(globals())  # the statements built above run on the driver (store.prepared)

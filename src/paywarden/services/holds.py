@@ -31,6 +31,7 @@ from paywarden.store.ledger_repo import (
     system_account,
 )
 from paywarden.store.outbox import emit
+from paywarden.store.prepared import prepare_all
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -315,3 +316,6 @@ def list_holds(
         ],
         has_more,
     )
+
+
+prepare_all(globals())  # the statements built above run on the driver (store.prepared)

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from paywarden.kernel.errors import IdempotencyConflict, IdempotencyInFlight, InvalidRequest
 from paywarden.store import schema
+from paywarden.store.prepared import prepare_all
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -157,13 +158,13 @@ def claim(
 ) -> Claimed | Replay:
     """Claim the key for this request, or answer with what an earlier request left."""
     now = uow.clock.now()
-    row = uow.execute(_CLAIM_ROW, scope.params()).one_or_none()
-    if row is None:
-        token = secrets.token_hex(16)
-        inserted = _insert(uow, scope, request_hash, token, now, retention, lock_s)
-        if inserted:
-            return Claimed(token)
-        row = uow.execute(_CLAIM_ROW, scope.params()).one()
+    # Insert first: a new key (nearly every request) costs one statement. A key already
+    # there, or being inserted by a transaction not yet committed (PostgreSQL waits for it
+    # on the unique index), is then read under its row lock.
+    token = secrets.token_hex(16)
+    if _insert(uow, scope, request_hash, token, now, retention, lock_s):
+        return Claimed(token)
+    row = uow.execute(_CLAIM_ROW, scope.params()).one()
     if row.expires_at <= now:
         return _take_over(uow, scope, request_hash, now, retention, lock_s)
     if row.request_hash != request_hash:
@@ -265,3 +266,6 @@ def purge_expired(uow: UnitOfWork, *, batch_size_max: int = 5_000) -> int:
     if ids:
         uow.execute(delete(KEYS).where(KEYS.c.id.in_(ids)))
     return len(ids)
+
+
+prepare_all(globals())  # the statements built above run on the driver (store.prepared)

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from paywarden.kernel.errors import Conflict, InvariantViolation
 from paywarden.kernel.principals import Principal
 from paywarden.services import audit
+from paywarden.store.prepared import prepare_all
 from paywarden.store.tables_keys import platform_keys
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.trust import custody
@@ -237,3 +238,6 @@ def _record(row: Any) -> KeyRecord:
         retired_at=row.retired_at,
         publish_until=row.publish_until,
     )
+
+
+prepare_all(globals())  # the statements built above run on the driver (store.prepared)

@@ -28,6 +28,7 @@ from paywarden.store.ledger_repo import (
     system_account,
 )
 from paywarden.store.outbox import emit
+from paywarden.store.prepared import prepare_all
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -370,3 +371,6 @@ def get_top_up(uow: UnitOfWork, principal: Principal, top_up_id: str) -> TopUpRe
                 row.created_at,
             )
     raise NotFound(f"no such top-up: {top_up_id}", param="$.top_up")
+
+
+prepare_all(globals())  # the statements built above run on the driver (store.prepared)

@@ -42,6 +42,7 @@ from paywarden.services.mandates import zone
 from paywarden.store import schema
 from paywarden.store.mandate_repo import load_mandate, load_usage, save_usage
 from paywarden.store.outbox import emit
+from paywarden.store.prepared import prepare_all
 from paywarden.store.tables_mandates import payments
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.trust.receipts import AuthorizedPayment
@@ -175,10 +176,7 @@ def _cart_hash(value: str | None) -> str | None:
 
 
 def merchant_category(uow: UnitOfWork, merchant_id: str, livemode: bool) -> str:
-    m = schema.merchants
-    row = uow.execute(
-        select(m.c.category).where(m.c.id == merchant_id, m.c.livemode == livemode)
-    ).first()
+    row = uow.execute(_CATEGORY, {"merchant_id": merchant_id, "livemode": livemode}).first()
     if row is None:
         raise NotFound(f"no such merchant: {merchant_id}", param="$.merchant")
     return str(row.category)
@@ -187,6 +185,10 @@ def merchant_category(uow: UnitOfWork, merchant_id: str, livemode: bool) -> str:
 # The payment path's own statements, built once (building and keying one costs more than
 # running it). A window's count stops at ``cap`` rows: the store scans no further.
 _INSERT_PAYMENT = insert(payments)
+_CATEGORY = select(schema.merchants.c.category).where(
+    schema.merchants.c.id == bindparam("merchant_id"),
+    schema.merchants.c.livemode == bindparam("livemode"),
+)
 _SUCCEEDED = payments.c.status == "succeeded"
 _SINCE = payments.c.created_at > bindparam("since")
 
@@ -415,3 +417,6 @@ def wire_payment(record: PaymentRecord) -> dict[str, Any]:
             approvals.APPROVAL_URL.format(id=record.approval_id) if record.approval_id else None
         ),
     }
+
+
+prepare_all(globals())  # the statements built above run on the driver (store.prepared)

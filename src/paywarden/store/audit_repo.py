@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from paywarden.kernel.invariant import invariant
 from paywarden.store import schema
+from paywarden.store.prepared import prepare_all
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.trust.audit import (
     GENESIS_HASH,
@@ -259,3 +260,6 @@ def write_checkpoint(uow: UnitOfWork, signer: Signer) -> Checkpoint:
         )
     )
     return checkpoint
+
+
+prepare_all(globals())  # the statements built above run on the driver (store.prepared)

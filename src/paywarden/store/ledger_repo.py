@@ -16,6 +16,7 @@ from paywarden.kernel.invariant import invariant
 from paywarden.payments.holds import Hold, HoldStatus
 from paywarden.payments.ledger import Account, AccountKind, Posting
 from paywarden.store import schema
+from paywarden.store.prepared import prepare_all
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -290,3 +291,6 @@ def save_hold(
         values["new_capture_transfer_id"] = capture_transfer_id
     result = uow.execute(_SAVE_HOLD[capture_transfer_id is not None], values)
     invariant(result.rowcount == 1, f"hold {hold.id} vanished")
+
+
+prepare_all(globals())  # the statements built above run on the driver (store.prepared)

@@ -18,6 +18,7 @@ from paywarden.authorization.constraints import Period, parse_constraints, to_js
 from paywarden.authorization.mandates import Mandate, MandateStatus, PeriodKey, Spent, Usage
 from paywarden.kernel.errors import NotFound
 from paywarden.kernel.invariant import invariant
+from paywarden.store.prepared import prepare_all
 from paywarden.store.tables_mandates import LIFETIME, mandate_usage, mandates
 from paywarden.store.unit_of_work import UnitOfWork
 
@@ -157,3 +158,6 @@ def save_usage(uow: UnitOfWork, mandate_id: str, usage: Usage) -> None:
         for key, spent in sorted(usage.periods.items())
     ]
     uow.execute(_INSERT_USAGE, rows)
+
+
+prepare_all(globals())  # the statements built above run on the driver (store.prepared)

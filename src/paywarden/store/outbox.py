@@ -10,6 +10,7 @@ from paywarden.adapters.ids import new_id
 from paywarden.kernel.events import EVENT_TYPES
 from paywarden.kernel.invariant import invariant
 from paywarden.store import schema
+from paywarden.store.prepared import prepare_all
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = ["emit"]
@@ -32,3 +33,6 @@ def emit(uow: UnitOfWork, event_type: str, livemode: bool, data: dict[str, Any])
         },
     )
     return event_id
+
+
+prepare_all(globals())  # the statements built above run on the driver (store.prepared)

@@ -39,6 +39,7 @@ from paywarden.kernel.clock import Clock
 from paywarden.kernel.errors import Unavailable
 from paywarden.kernel.invariant import invariant
 from paywarden.store import schema
+from paywarden.store.prepared import prepared, run_prepared
 
 __all__ = ["Store", "UnitOfWork"]
 
@@ -52,7 +53,7 @@ GROUP_SIZE_MAX = 64  # units of work per group commit
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
 
-_POSTING_SUMS = (  # built once: every unit that moves money runs it before its commit
+_POSTING_SUMS = prepared(  # built once: every unit that moves money runs it before its commit
     select(
         schema.postings.c.transfer_id,
         schema.postings.c.currency,
@@ -75,7 +76,12 @@ class UnitOfWork:
         self._committed = False
 
     def execute(self, statement: Any, parameters: Any = None) -> Any:
-        return self.connection.execute(statement, parameters)
+        """Run a statement; one registered with :func:`~paywarden.store.prepared.prepared`
+        runs on the driver directly (see that module)."""
+        result = run_prepared(self.connection, statement, parameters)
+        if result is None:
+            return self.connection.execute(statement, parameters)
+        return result
 
     def wrote_transfer(self, transfer_id: str) -> None:
         self.transfer_ids.append(transfer_id)

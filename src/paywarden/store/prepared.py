@@ -1,0 +1,352 @@
+"""Statements built once and run on the driver directly: the hot path's SQL without the ORM.
+
+SQLAlchemy Core spends 40 to 80 µs around every statement it runs (cache key, execution
+context, result metadata), several times what SQLite needs to run a point lookup; an agent
+payment runs about forty statements. A statement built once at import and registered with
+:func:`prepared` is compiled once per dialect and parameter set by SQLAlchemy itself (the
+SQL text, the parameter order, and SQLAlchemy's own bind and result processors for every
+type), then :meth:`~paywarden.store.unit_of_work.UnitOfWork.execute` runs it with the
+driver's cursor, in the same transaction on the same connection.
+
+What changes is who builds the result, nothing of what the database sees: the SQL text,
+the values after their type processing and the rows are SQLAlchemy's. A statement that
+needs what only SQLAlchemy's execution context does (Python-side column defaults, expanding
+``IN`` parameters, escaped bind names, ``executemany`` with ``RETURNING``) runs through
+SQLAlchemy as before, decided once per form. Driver errors are raised as SQLAlchemy's
+(``IntegrityError``, ``OperationalError``, …), so retries and conflict handling see what
+they always saw, and a lost connection is invalidated as SQLAlchemy would.
+
+Only statements that live as long as the process may be registered: the registry keys on
+the statement object's identity and keeps it alive.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import (
+    DBAPIError,
+    InvalidRequestError,
+    MultipleResultsFound,
+    NoResultFound,
+    ResourceClosedError,
+)
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import Delete, Insert, Select, Update
+
+__all__ = ["FastResult", "prepare_all", "prepared", "run_prepared"]
+
+S = TypeVar("S")
+
+_REGISTRY: dict[int, _Prepared] = {}
+_KINDS = (Select, Insert, Update, Delete)
+
+
+def prepared(statement: S) -> S:
+    """Register a statement built once at import to run on the driver directly; returns it."""
+    if not isinstance(statement, _KINDS):
+        raise TypeError(f"only SELECT, INSERT, UPDATE and DELETE are prepared, not {statement!r}")
+    _REGISTRY[id(statement)] = _Prepared(statement)
+    return statement
+
+
+def prepare_all(namespace: Mapping[str, Any]) -> None:
+    """Register every statement a module built at import (its globals, and the values of its
+    dicts of statements); a module calls it last, with ``globals()``."""
+    for value in list(namespace.values()):
+        for candidate in value.values() if isinstance(value, dict) else (value,):
+            if isinstance(candidate, _KINDS):
+                prepared(candidate)
+
+
+class _Form:
+    """One statement compiled for one dialect and one set of parameter names (and, for an
+    expanding ``IN``, one length of each list)."""
+
+    __slots__ = (
+        "defaults",
+        "expansion",
+        "many",
+        "names",
+        "positional",
+        "processors",
+        "rows",
+        "sql",
+    )
+
+    def __init__(
+        self,
+        compiled: SQLCompiler,
+        dialect: Dialect,
+        many: bool,
+        lists: Mapping[str, int] | None = None,
+    ) -> None:
+        self.many = many
+        self.positional = dialect.positional
+        self.processors: dict[str, Any] = dict(compiled._bind_processors)
+        self.expansion: dict[str, list[str]] = {}
+        if lists:  # SQLAlchemy's own expansion of each list into one parameter per item
+            state = compiled.construct_expanded_state(
+                {
+                    **compiled.construct_params(_check=False),
+                    **{name: [None] * length for name, length in lists.items()},
+                }
+            )
+            self.sql, positions = state.statement, state.positiontup
+            self.expansion = dict(state.parameter_expansion)
+            self.processors.update(state.processors)
+            self.defaults: dict[str, Any] = {
+                name: value
+                for name, value in state.parameters.items()
+                if not any(name in expanded for expanded in self.expansion.values())
+            }
+        else:
+            self.sql, positions = compiled.string, compiled.positiontup
+            # Bound literals (``status == "succeeded"``) keep their value; the rest come per call.
+            self.defaults = dict(compiled.construct_params(_check=False))
+        self.names: tuple[str, ...] = tuple(positions or ())
+        self.rows: _RowShape | None = None
+        if compiled._result_columns:
+            self.rows = _RowShape(compiled, dialect)
+
+    def values(self, parameters: Mapping[str, Any]) -> Any:
+        values = {**self.defaults, **parameters}
+        for name, expanded in self.expansion.items():
+            values.update(zip(expanded, values.pop(name), strict=True))
+        for name, process in self.processors.items():
+            if name in values:
+                values[name] = process(values[name])
+        if self.positional:
+            return tuple(values[name] for name in self.names)
+        return values
+
+
+class _RowShape:
+    """The columns of a statement's rows: names for attribute access, result processors."""
+
+    __slots__ = ("columns", "dialect", "processors", "row")
+
+    def __init__(self, compiled: SQLCompiler, dialect: Dialect) -> None:
+        self.columns = compiled._result_columns
+        self.dialect = dialect
+        base = namedtuple("Row", [c[0] for c in self.columns], rename=True)  # type: ignore[misc]
+        self.row: Any = type("Row", (base,), {"__slots__": (), "_mapping": property(base._asdict)})
+        self.processors: list[Any] | None = None
+
+    def build(self, description: Sequence[Any], raw: list[Any]) -> list[Any]:
+        if self.processors is None:  # by the driver's column types, as SQLAlchemy does
+            if len(description) != len(self.columns):
+                raise InvalidRequestError("a prepared statement's columns changed")
+            self.processors = [
+                column[3]._cached_result_processor(self.dialect, described[1])
+                for column, described in zip(self.columns, description, strict=True)
+            ]
+        processors, make = self.processors, self.row._make
+        if not any(processors):
+            return [make(row) for row in raw]
+        return [
+            make(
+                value if process is None else process(value)
+                for process, value in zip(processors, row, strict=True)
+            )
+            for row in raw
+        ]
+
+
+class _Prepared:
+    __slots__ = ("compiled", "forms", "statement")
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        # (dialect, names, many) -> the compiled statement and its expanding IN names, or
+        # None where SQLAlchemy must run it; then one form per length of each IN list.
+        self.compiled: dict[tuple[Any, ...], tuple[SQLCompiler, tuple[str, ...]] | None] = {}
+        self.forms: dict[tuple[Any, ...], _Form | None] = {}
+
+    def form(self, dialect: Dialect, parameters: Mapping[str, Any], many: bool) -> _Form | None:
+        at = (dialect.name, tuple(sorted(parameters)), many)
+        try:
+            base = self.compiled[at]
+        except KeyError:
+            base = self.compiled[at] = self._compile(dialect, at[1], many)
+        if base is None:
+            return None
+        compiled, expanding = base
+        lists = {name: _length(parameters[name]) for name in expanding}
+        shape = (*at, tuple(lists.values()))
+        try:
+            return self.forms[shape]
+        except KeyError:
+            pass
+        form = None if 0 in lists.values() else _Form(compiled, dialect, many, lists)
+        self.forms[shape] = form
+        return form
+
+    def _compile(
+        self, dialect: Dialect, keys: tuple[str, ...], many: bool
+    ) -> tuple[SQLCompiler, tuple[str, ...]] | None:
+        compiled = self.statement.compile(
+            dialect=dialect, column_keys=list(keys), for_executemany=many
+        )
+        expanding = tuple(sorted({bind.key for bind in compiled.post_compile_params}))
+        needs_context = (
+            compiled.insert_prefetch
+            or compiled.update_prefetch
+            or compiled.literal_execute_params
+            or compiled.escaped_bind_names
+            or (many and (compiled._result_columns or expanding))
+        )
+        required = {
+            bind.key for bind in compiled.binds.values() if bind.required and bind.callable is None
+        }
+        # A missing value: SQLAlchemy's own error says which.
+        if needs_context or not required <= set(keys):
+            return None
+        return compiled, expanding
+
+
+def _length(value: Any) -> int:
+    """The length of an expanding IN's list; 0 (SQLAlchemy's own SQL for an empty IN, and
+    its error for what is not a list) for anything else."""
+    return len(value) if isinstance(value, list | tuple) else 0
+
+
+def run_prepared(connection: Connection, statement: Any, parameters: Any) -> FastResult | None:
+    """Run ``statement`` on the driver if it is registered and its form runs raw; else None
+    (the caller runs it through SQLAlchemy)."""
+    entry = _REGISTRY.get(id(statement))
+    if entry is None:
+        return None
+    many = isinstance(parameters, list)
+    if many and not parameters:
+        return None
+    first: Mapping[str, Any] = (parameters[0] if many else parameters) or {}
+    if not isinstance(first, Mapping):
+        return None
+    form = entry.form(connection.dialect, first, many)
+    if form is None:
+        return None
+    return _execute(connection, form, parameters if many else first)
+
+
+def _execute(connection: Connection, form: _Form, parameters: Any) -> FastResult:
+    fairy = connection.connection  # the pooled DBAPI connection of this transaction
+    cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if form.many:
+            cursor.executemany(form.sql, [form.values(one) for one in parameters])
+            return FastResult([], cursor.rowcount, returns_rows=False)
+        values = form.values(parameters)
+        cursor.execute(form.sql, values)
+        if cursor.description is None or form.rows is None:
+            return FastResult([], cursor.rowcount, returns_rows=False)
+        rows = form.rows.build(cursor.description, cursor.fetchall())
+        return FastResult(rows, cursor.rowcount, returns_rows=True)
+    except connection.dialect.loaded_dbapi.Error as error:
+        dialect = connection.dialect
+        disconnect = dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
+        if disconnect:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            form.sql,
+            parameters,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=disconnect,
+            dialect=dialect,
+        ) from error
+    finally:
+        cursor.close()
+
+
+class FastResult:
+    """The rows of one prepared statement, fetched at once; the subset of SQLAlchemy's
+    ``Result`` the services use."""
+
+    __slots__ = ("_returns_rows", "_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int, *, returns_rows: bool) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+        self._returns_rows = returns_rows
+
+    def _all(self) -> list[Any]:
+        if not self._returns_rows:
+            raise ResourceClosedError("This result object does not return rows.")
+        return self._rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._all())
+
+    def all(self) -> list[Any]:
+        return list(self._all())
+
+    fetchall = all
+
+    def fetchone(self) -> Any:
+        rows = self._all()
+        return rows.pop(0) if rows else None
+
+    def first(self) -> Any:
+        rows = self._all()
+        return rows[0] if rows else None
+
+    def one_or_none(self) -> Any:
+        rows = self._all()
+        if len(rows) > 1:
+            raise MultipleResultsFound("Multiple rows were found when one or none was required")
+        return rows[0] if rows else None
+
+    def one(self) -> Any:
+        row = self.one_or_none()
+        if row is None:
+            raise NoResultFound("No row was found when one was required")
+        return row
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def scalar_one_or_none(self) -> Any:
+        row = self.one_or_none()
+        return None if row is None else row[0]
+
+    def scalar(self) -> Any:
+        row = self.first()
+        return None if row is None else row[0]
+
+    def scalars(self) -> _Scalars:
+        return _Scalars([row[0] for row in self._all()])
+
+    def mappings(self) -> _Scalars:
+        return _Scalars([row._asdict() for row in self._all()])
+
+
+class _Scalars:
+    __slots__ = ("_values",)
+
+    def __init__(self, values: list[Any]) -> None:
+        self._values = values
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def all(self) -> list[Any]:
+        return list(self._values)
+
+    def first(self) -> Any:
+        return self._values[0] if self._values else None
+
+    def one(self) -> Any:
+        if len(self._values) != 1:
+            raise (NoResultFound if not self._values else MultipleResultsFound)(
+                "exactly one row was required"
+            )
+        return self._values[0]
+
+    def one_or_none(self) -> Any:
+        if len(self._values) > 1:
+            raise MultipleResultsFound("Multiple rows were found when one or none was required")
+        return self._values[0] if self._values else None

@@ -117,7 +117,12 @@ def system_account(uow: UnitOfWork, kind: AccountKind, currency: str, livemode: 
 # Statements of the payment path, built once (building and keying one costs more than
 # running it); each runs with its parameters.
 _ACCOUNTS = select(A).where(A.c.id.in_(bindparam("ids", expanding=True))).order_by(A.c.id)
-_ACCOUNTS_LOCKED = _ACCOUNTS.with_for_update()
+# FOR NO KEY UPDATE (PostgreSQL; SQLite has no row locks): a balance update never changes
+# the key, and this lock does not conflict with the KEY SHARE locks that inserting a hold,
+# transfer or posting takes on the accounts it references. FOR UPDATE would: two payments
+# that each inserted a hold for one merchant then both waited to lock that merchant's
+# account for the capture (a deadlock, seen with concurrent payments on PostgreSQL).
+_ACCOUNTS_LOCKED = _ACCOUNTS.with_for_update(key_share=True)
 _SAVE_ACCOUNT = (
     update(A)
     .where(A.c.id == bindparam("account_id"))

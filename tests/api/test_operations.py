@@ -75,6 +75,31 @@ def test_metrics_count_requests_by_route_template(sqlite_api: Api) -> None:
     assert user["id"] not in response.text  # templates, not raw paths: no id explosion
 
 
+def test_the_hot_payment_route_answers_as_a_routed_one(sqlite_api: Api) -> None:
+    """POST /v1/payments is served past FastAPI's router (HotRoutes): the same middleware,
+    the same error shape and headers, and metrics under its template."""
+    refused = sqlite_api.client.post("/v1/payments", json={})
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == "Bearer"
+    assert refused.headers["request-id"].startswith("req_")
+    error = refused.json()["error"]
+    assert error["request_id"] == refused.headers["request-id"]
+    assert error["type"] == "authentication_error"
+    _user, key = sqlite_api.user()
+    wrong = sqlite_api.client.post(
+        "/v1/payments", json={}, headers={**sqlite_api.headers(key), "Idempotency-Key": "k1"}
+    )
+    assert wrong.status_code == 400, wrong.text  # the body is checked before the effect
+    assert wrong.json()["error"]["param"] == "$.mandate"
+    assert wrong.headers["paywarden-version"]
+    lines = sqlite_api.client.get("/metrics").text.splitlines()
+    for status in ("401", "400"):
+        assert (
+            f'paywarden_http_requests_total{{method="POST",route="/v1/payments",status="{status}"}}'
+            " 1.0"
+        ) in lines
+
+
 def test_metrics_count_a_streamed_oversized_body_as_413_not_500(sqlite_api: Api) -> None:
     chunk = b"x" * 65_536
 

@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
@@ -23,7 +24,7 @@ import paywarden
 from paywarden.api.acp import router as acp_router
 from paywarden.api.acp_http import AcpRequestId
 from paywarden.api.http import error_response, request_id
-from paywarden.api.middleware import BodyLimit, Metrics, RequestId
+from paywarden.api.middleware import BodyLimit, HotRoutes, Metrics, RequestId
 from paywarden.api.ratelimit import RateLimit, rate_limiters
 from paywarden.api.routes import router
 from paywarden.api.routes_agents import router as agents_router
@@ -39,6 +40,7 @@ from paywarden.api.routes_webhooks import router as webhooks_router
 from paywarden.api.runtime import Runtime
 from paywarden.config import Settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
+from paywarden.kernel.invariant import invariant
 from paywarden.mcp import http as mcp_http
 from paywarden.services import agents, approvals, audit, checkout, holds, idempotency, keys
 from paywarden.services import payouts as payout_service
@@ -115,8 +117,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     _add_operational_routes(app, runtime, registry)
     mcp_http.mount(app, settings)  # /mcp, when an MCP agent key is configured
     _add_error_handlers(app)
-    # The last added runs first: RequestId → Metrics → RateLimit → BodyLimit → the app, so
-    # a 413 or 429 is counted as such, and every response carries its request id.
+    # The last added runs first: RequestId → Metrics → RateLimit → BodyLimit → HotRoutes →
+    # the app, so a 413 or 429 is counted as such, and every response carries its request id.
+    app.add_middleware(HotRoutes, routes=_hot_routes(mandates_router))
     app.add_middleware(BodyLimit, body_bytes_max=settings.body_bytes_max)
     app.add_middleware(RateLimit, **rate_limiters(settings))  # before the body is read
     app.add_middleware(Metrics, registry=registry)
@@ -126,6 +129,20 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
 
 log = logging.getLogger("paywarden")
+HOT_ROUTES = (("POST", "/v1/payments"),)  # served by HotRoutes, past the router
+
+
+def _hot_routes(*routers: APIRouter) -> dict[tuple[str, str], APIRoute]:
+    found = {
+        (method, route.path): route
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+        if (method, route.path) in HOT_ROUTES
+    }
+    invariant(len(found) == len(HOT_ROUTES), "every hot route is a route of the app")
+    return found
 
 
 InThread = Callable[[Callable[[], Any]], Awaitable[Any]]

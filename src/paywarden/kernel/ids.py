@@ -8,6 +8,7 @@ formats and checks; the generator lives in ``paywarden.adapters.ids``.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Final
 
@@ -54,6 +55,7 @@ PREFIXES: Final[dict[str, str]] = {
 }
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TO_CROCKFORD: Final = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
 _ULID_RE: Final = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 _TIMESTAMP_MS_MAX: Final = 2**48 - 1
 
@@ -67,8 +69,10 @@ def format_id(prefix: str, timestamp_ms: int, randomness: bytes) -> str:
     if len(randomness) != 10:
         raise ValueError("randomness must be exactly 10 bytes")
     value = (timestamp_ms << 80) | int.from_bytes(randomness, "big")
-    chars = [_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5)]
-    return f"{prefix}_{''.join(chars)}"
+    # 26 base32 digits of the 128-bit value: the last 26 of a 160-bit field's 32 digits
+    # (RFC 4648's encoder, no padding), mapped to Crockford's alphabet.
+    digits = base64.b32encode(value.to_bytes(20, "big"))[6:].translate(_TO_CROCKFORD)
+    return f"{prefix}_{digits.decode()}"
 
 
 def id_prefix(value: str) -> str | None:

@@ -37,7 +37,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Delete, Insert, Select, Update
 
-__all__ = ["FastResult", "prepare_all", "prepared", "run_prepared"]
+__all__ = ["FastResult", "prepare_all", "prepared", "run_driver_sql", "run_prepared"]
 
 S = TypeVar("S")
 
@@ -232,10 +232,19 @@ def run_prepared(connection: Connection, statement: Any, parameters: Any) -> Fas
     return _execute(connection, form, parameters if many else first)
 
 
-def _execute(connection: Connection, form: _Form, parameters: Any) -> FastResult:
+def run_driver_sql(connection: Connection, sql: str) -> None:
+    """Run SQL without parameters or rows (``SAVEPOINT …``) on the driver, errors raised as
+    SQLAlchemy's."""
+    _execute(connection, None, sql)
+
+
+def _execute(connection: Connection, form: _Form | None, parameters: Any) -> FastResult:
     fairy = connection.connection  # the pooled DBAPI connection of this transaction
     cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
     try:
+        if form is None:
+            cursor.execute(parameters)
+            return FastResult([], cursor.rowcount, returns_rows=False)
         if form.many:
             cursor.executemany(form.sql, [form.values(one) for one in parameters])
             return FastResult([], cursor.rowcount, returns_rows=False)
@@ -251,7 +260,7 @@ def _execute(connection: Connection, form: _Form, parameters: Any) -> FastResult
         if disconnect:
             connection.invalidate(error)
         raise DBAPIError.instance(
-            form.sql,
+            parameters if form is None else form.sql,
             parameters,
             error,
             dialect.loaded_dbapi.Error,

@@ -39,7 +39,7 @@ from paywarden.kernel.clock import Clock
 from paywarden.kernel.errors import Unavailable
 from paywarden.kernel.invariant import invariant
 from paywarden.store import schema
-from paywarden.store.prepared import prepared, run_prepared
+from paywarden.store.prepared import prepared, run_driver_sql, run_prepared
 
 __all__ = ["Store", "UnitOfWork"]
 
@@ -74,6 +74,7 @@ class UnitOfWork:
         self.dialect = connection.dialect.name
         self.transfer_ids: list[str] = []
         self._committed = False
+        self._savepoints = 0
 
     def execute(self, statement: Any, parameters: Any = None) -> Any:
         """Run a statement; one registered with :func:`~paywarden.store.prepared.prepared`
@@ -83,6 +84,14 @@ class UnitOfWork:
             return self.connection.execute(statement, parameters)
         return result
 
+    def savepoint(self) -> Savepoint:
+        """A savepoint in this transaction, issued on the driver directly (SQLAlchemy's
+        nested transaction costs several times the statement); release it with
+        ``commit()``, or undo what followed it with ``rollback()``. Savepoints nest: release
+        or roll back the inner one first."""
+        self._savepoints += 1
+        return Savepoint(self.connection, f"pw_savepoint_{self._savepoints}")
+
     def wrote_transfer(self, transfer_id: str) -> None:
         self.transfer_ids.append(transfer_id)
 
@@ -91,7 +100,7 @@ class UnitOfWork:
         this unit and currency, the sum of its stored postings."""
         if not self.transfer_ids:
             return
-        sums = self.connection.execute(_POSTING_SUMS, {"transfer_ids": self.transfer_ids}).all()
+        sums = self.execute(_POSTING_SUMS, {"transfer_ids": self.transfer_ids}).all()
         unbalanced = [row for row in sums if row[2] != 0]
         invariant(not unbalanced, f"stored postings do not sum to zero: {unbalanced}")
         with_postings = {row[0] for row in sums}
@@ -102,6 +111,25 @@ class UnitOfWork:
     def commit(self) -> None:
         self.check_before_commit()
         self._committed = True
+
+
+class Savepoint:
+    """One ``SAVEPOINT`` on the driver; see :meth:`UnitOfWork.savepoint`. What the unit's
+    statements changed after it is undone by :meth:`rollback`, kept by :meth:`commit`."""
+
+    def __init__(self, connection: Connection, name: str) -> None:
+        self._connection, self._name = connection, name
+        self._driver("SAVEPOINT")
+
+    def commit(self) -> None:
+        self._driver("RELEASE SAVEPOINT")
+
+    def rollback(self) -> None:
+        self._driver("ROLLBACK TO SAVEPOINT")
+        self._driver("RELEASE SAVEPOINT")
+
+    def _driver(self, verb: str) -> None:
+        run_driver_sql(self._connection, f"{verb} {self._name}")
 
 
 @dataclass(eq=False)  # compared by identity: two units are never "equal"
@@ -231,9 +259,9 @@ class Store:
                 unit.done = True
 
     def _run_in_savepoint(self, connection: Connection, unit: _Unit[Any]) -> None:
-        savepoint = connection.begin_nested()
+        uow = UnitOfWork(connection, self.clock, read_only=False)
+        savepoint = uow.savepoint()
         try:
-            uow = UnitOfWork(connection, self.clock, read_only=False)
             value = unit.work(uow)
             uow.commit()  # the paired checks of this unit, before its savepoint is released
             savepoint.commit()

@@ -38,6 +38,7 @@ __all__ = [
     "HOLD_TTL_DEFAULT",
     "HOLD_TTL_MAX",
     "capture_hold",
+    "create_and_capture",
     "create_hold",
     "expire_holds",
     "get_hold",
@@ -72,18 +73,7 @@ def create_hold(
     amount = parse_amount(amount)
     now = uow.clock.now()
     expires_at = now + _ttl(expires_in_s)
-    payer = own_account(uow, principal, source, currency, "$.source")
-    payee = resolve_account(uow, principal, destination, currency, "$.destination")
-    if payer.currency != currency or payee.currency != currency:
-        raise InvalidRequest(
-            "both accounts must hold the hold's currency",
-            code="currency_mismatch",
-            param="$.currency",
-        )
-    if payee.kind is not AccountKind.MERCHANT:
-        raise InvalidRequest(
-            "a hold pays a merchant account", code="invalid_destination", param="$.destination"
-        )
+    payer, payee = _hold_accounts(uow, principal, source, destination, currency, description)
     locked = load_accounts(uow, [payer.id], lock=True)
     reserved = ledger.reserve(locked[payer.id], amount)
     save_accounts(uow, [reserved])
@@ -97,11 +87,94 @@ def create_hold(
         status=HoldStatus.PENDING,
         expires_at=expires_at,
     )
-    if description is not None and len(description) > 500:
-        raise InvalidRequest("description is at most 500 characters", param="$.description")
     insert_hold(uow, hold, description, now)
     view = HoldView(hold, now, None, description)
     emit(uow, "hold.created", hold.livemode, wire(view))
+    return view
+
+
+def _hold_accounts(
+    uow: UnitOfWork,
+    principal: Principal,
+    source: Any,
+    destination: Any,
+    currency: str,
+    description: str | None,
+) -> tuple[Account, Account]:
+    """A new hold's payer and payee accounts, checked (and its description)."""
+    payer = own_account(uow, principal, source, currency, "$.source")
+    payee = resolve_account(uow, principal, destination, currency, "$.destination")
+    if payer.currency != currency or payee.currency != currency:
+        raise InvalidRequest(
+            "both accounts must hold the hold's currency",
+            code="currency_mismatch",
+            param="$.currency",
+        )
+    if payee.kind is not AccountKind.MERCHANT:
+        raise InvalidRequest(
+            "a hold pays a merchant account", code="invalid_destination", param="$.destination"
+        )
+    if description is not None and len(description) > 500:
+        raise InvalidRequest("description is at most 500 characters", param="$.description")
+    return payer, payee
+
+
+def create_and_capture(
+    uow: UnitOfWork,
+    user: Principal,
+    payee: Principal,
+    *,
+    destination: str,
+    amount: int,
+    currency: str,
+    description: str,
+) -> HoldView:
+    """A hold captured in full as it is placed: what :func:`create_hold` by ``user`` then
+    :func:`capture_hold` by ``payee`` leave behind (the hold, the capture transfer and its
+    postings, the balances, ``hold.created`` and ``hold.captured``), in a third of the
+    statements. The payer's reservation, placed and released in one transaction, is checked
+    (``insufficient_funds`` as :func:`create_hold` raises it) but never written; the three
+    accounts are locked once, in id order. An agent's payment (``services.payments``) pays
+    this way; tests/payments/test_capture_at_once.py holds it to the two-step path."""
+    access.require_type(user, PrincipalType.USER)
+    now = uow.clock.now()
+    payer, to = _hold_accounts(uow, user, None, destination, currency, description)
+    fee_id = system_account(uow, AccountKind.PLATFORM_FEES, currency, payer.livemode)
+    accounts = load_accounts(uow, [payer.id, to.id, fee_id], lock=True)
+    if not access.owns(payee, accounts[to.id]):
+        raise PermissionDenied("only the payee (or an admin) may capture a hold")
+    hold = Hold(
+        id=new_id("hold"),
+        livemode=payer.livemode,
+        source_account_id=payer.id,
+        destination_account_id=to.id,
+        currency=currency,
+        amount=amount,
+        status=HoldStatus.PENDING,
+        expires_at=now + HOLD_TTL_DEFAULT,
+    )
+    reserved = ledger.reserve(accounts[payer.id], amount)
+    hold_rules.check_capturable(hold, amount, now)
+    captured, postings = hold_rules.capture_postings(
+        hold, amount, _fee_bps(uow, accounts[to.id]), fee_id
+    )
+    accounts[payer.id] = ledger.release(reserved, amount)
+    record = post_transfer(
+        uow,
+        kind=TransferKind.CAPTURE,
+        livemode=hold.livemode,
+        currency=currency,
+        amount=amount,
+        source_id=payer.id,
+        destination_id=to.id,
+        postings=postings,
+        locked=accounts,
+        hold_id=hold.id,
+    )
+    insert_hold(uow, captured, description, now, capture_transfer_id=record.id)
+    emit(uow, "hold.created", hold.livemode, wire(HoldView(hold, now, None, description)))
+    view = HoldView(captured, now, record.id, description)
+    emit(uow, "hold.captured", hold.livemode, wire(view))
     return view
 
 

@@ -8,8 +8,10 @@
 2. load the usage, the merchant's category and the recent payments risk looks at;
 3. :func:`~paywarden.authorization.decision.decide`;
 4. approve: a hold on the user's wallet for the merchant, captured at once, through the hold
-   services (the platform acts for the user, who authorized it by the mandate, and for the
-   merchant, whose capture it is), then the usage after the payment; deny: nothing moves;
+   services (``holds.create_and_capture``: the platform acts for the user, who authorized it
+   by the mandate, and for the merchant, whose capture it is), then the usage after the
+   payment; too little available in the wallet declines with ``insufficient_funds``, with
+   nothing written; deny: nothing moves;
    requires_confirmation: nothing moves yet; an approval (:mod:`~paywarden.services.approvals`)
    is created in the same transaction, and the user's approval completes the payment;
 5. the payment row, an audit record, the outbox event and a signed receipt (``Success`` with
@@ -33,7 +35,7 @@ from paywarden.authorization.decision import Decision, Outcome, PaymentRequest, 
 from paywarden.authorization.mandates import Mandate
 from paywarden.authorization.risk import RiskConfig, RiskInputs, assess, median
 from paywarden.kernel.clock import rfc3339
-from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied
+from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied, Unprocessable
 from paywarden.kernel.money import parse_amount, parse_currency
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import approvals, audit, holds, receipts
@@ -126,12 +128,16 @@ def pay(
     signals = assess(risk_inputs(uow, mandate, merchant_id, now, risk), request.amount, now, risk)
     decision = decide(mandate, usage, request, signals, now, tz)
     payment_id = new_id("pay")
-    if decision.outcome is Outcome.APPROVE and not funded(uow, principal, mandate, request):
-        decision = Decision(Outcome.DENY, (INSUFFICIENT_FUNDS,), ())
     hold_id = transfer_id = None
     if decision.outcome is Outcome.APPROVE:
-        hold_id, transfer_id = settle(uow, principal, mandate, request, payment_id)
-        save_usage(uow, mandate.id, usage_after(usage, request, now, tz))
+        try:  # funds are checked as the hold is placed, before any of its rows is written
+            hold_id, transfer_id = settle(uow, principal, mandate, request, payment_id)
+        except Unprocessable as error:
+            if error.code != INSUFFICIENT_FUNDS:
+                raise
+            decision = Decision(Outcome.DENY, (INSUFFICIENT_FUNDS,), ())
+        else:
+            save_usage(uow, mandate.id, usage_after(usage, request, now, tz))
     record = PaymentRecord(
         id=payment_id,
         livemode=stored.livemode,
@@ -190,21 +196,20 @@ _CATEGORY = select(schema.merchants.c.category).where(
     schema.merchants.c.livemode == bindparam("livemode"),
 )
 _SUCCEEDED = payments.c.status == "succeeded"
-_SINCE = payments.c.created_at > bindparam("since")
 
 
-def _capped_count(*conditions: Any) -> Any:
+def _capped_count(window: str, *conditions: Any) -> Any:
+    """How many rows match, counting no further than ``cap_<window>`` rows of those after
+    ``since_<window>``."""
     capped = (  # created_at, not id: the count reads the index alone
-        select(payments.c.created_at).where(*conditions, _SINCE).limit(bindparam("cap")).subquery()
+        select(payments.c.created_at)
+        .where(*conditions, payments.c.created_at > bindparam(f"since_{window}"))
+        .limit(bindparam(f"cap_{window}"))
+        .subquery()
     )
-    return select(func.count()).select_from(capped)
+    return select(func.count()).select_from(capped).scalar_subquery()
 
 
-_AGENT_RECENT = _capped_count(payments.c.agent_id == bindparam("agent_id"), _SUCCEEDED)
-_MANDATE_RECENT = _capped_count(payments.c.mandate_id == bindparam("mandate_id"), _SUCCEEDED)
-_AGENT_FAILURES = _capped_count(
-    payments.c.agent_id == bindparam("agent_id"), payments.c.status == "declined"
-)
 _HISTORY = (
     select(payments.c.amount)
     .where(payments.c.mandate_id == bindparam("mandate_id"), _SUCCEEDED)
@@ -212,7 +217,19 @@ _HISTORY = (
     .limit(bindparam("size"))
     .subquery()
 )
-_HISTORY_SIZE = select(func.count()).select_from(_HISTORY)
+# The three windows and the history's size in one statement (one round trip).
+_RISK_COUNTS = select(
+    _capped_count("agent", payments.c.agent_id == bindparam("agent_id"), _SUCCEEDED).label(
+        "agent_recent"
+    ),
+    _capped_count("mandate", payments.c.mandate_id == bindparam("mandate_id"), _SUCCEEDED).label(
+        "mandate_recent"
+    ),
+    _capped_count(
+        "failure", payments.c.agent_id == bindparam("agent_id"), payments.c.status == "declined"
+    ).label("failures_recent"),
+    select(func.count()).select_from(_HISTORY).scalar_subquery().label("history"),
+)
 _HISTORY_MIDDLE = (
     select(_HISTORY.c.amount)
     .order_by(_HISTORY.c.amount)
@@ -237,13 +254,24 @@ def risk_inputs(
     decision does not grow with the history: a count stops there or at its deny threshold,
     whichever is lower (beyond the threshold a higher count decides the same)."""
 
-    def count(statement: Any, window_s: int, deny_min: int, **ids: str) -> int:
-        since = now - timedelta(seconds=window_s)
-        cap = min(deny_min, risk.history_size_max)
-        return int(uow.execute(statement, {**ids, "since": since, "cap": cap}).scalar_one())
+    def window(name: str, window_s: int, deny_min: int) -> dict[str, Any]:
+        return {
+            f"since_{name}": now - timedelta(seconds=window_s),
+            f"cap_{name}": min(deny_min, risk.history_size_max),
+        }
 
     size = {"mandate_id": mandate.id, "size": risk.history_size_max}
-    known = int(uow.execute(_HISTORY_SIZE, size).scalar_one())
+    counts = uow.execute(
+        _RISK_COUNTS,
+        {
+            **size,
+            "agent_id": mandate.agent,
+            **window("agent", risk.agent_window_s, risk.agent_deny_min),
+            **window("mandate", risk.mandate_window_s, risk.mandate_deny_min),
+            **window("failure", risk.failure_window_s, risk.failure_deny_min),
+        },
+    ).one()
+    known = int(counts.history)
     middle: list[int] = []
     if known >= risk.outlier_history_min:  # the middle one or two of the last `known` amounts
         at = {**size, "middle_at": (known - 1) // 2, "middle_n": 2 - known % 2}
@@ -257,19 +285,13 @@ def risk_inputs(
         is not None
     )
     return RiskInputs(
-        agent_payments_recent=count(
-            _AGENT_RECENT, risk.agent_window_s, risk.agent_deny_min, agent_id=mandate.agent
-        ),
-        mandate_payments_recent=count(
-            _MANDATE_RECENT, risk.mandate_window_s, risk.mandate_deny_min, mandate_id=mandate.id
-        ),
+        agent_payments_recent=int(counts.agent_recent),
+        mandate_payments_recent=int(counts.mandate_recent),
         mandate_history=known,
         mandate_median=median(middle) if middle else 0,
         # A merchant the user named in the mandate is not new to them, whatever the history.
         merchant_is_new=not paid_before,
-        failures_recent=count(
-            _AGENT_FAILURES, risk.failure_window_s, risk.failure_deny_min, agent_id=mandate.agent
-        ),
+        failures_recent=int(counts.failures_recent),
     )
 
 
@@ -304,19 +326,19 @@ def settle(
     """Hold on the user's wallet, captured by the payee at once; (hold id, transfer id)."""
     user = _acting_for(principal, PrincipalType.USER, mandate.user, mandate)
     payee = _acting_for(principal, PrincipalType.MERCHANT, request.payee, mandate)
-    hold = holds.create_hold(
+    captured = holds.create_and_capture(
         uow,
         user,
+        payee,
         destination=request.payee,
         amount=request.amount,
         currency=request.currency,
         description=f"payment {payment_id} under mandate {mandate.id}",
     )
-    captured = holds.capture_hold(uow, payee, hold.hold.id)
     transfer_id = captured.capture_transfer_id
     if transfer_id is None:
-        raise InvalidRequest(f"hold {hold.hold.id} was captured without a transfer")
-    return hold.hold.id, transfer_id
+        raise InvalidRequest(f"hold {captured.hold.id} was captured without a transfer")
+    return captured.hold.id, transfer_id
 
 
 def receipt(

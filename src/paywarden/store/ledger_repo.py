@@ -257,7 +257,14 @@ def load_hold(uow: UnitOfWork, hold_id: str, *, lock: bool) -> tuple[Hold, Any]:
     return hold_from_row(row), row
 
 
-def insert_hold(uow: UnitOfWork, hold: Hold, description: str | None, now: datetime) -> None:
+def insert_hold(
+    uow: UnitOfWork,
+    hold: Hold,
+    description: str | None,
+    now: datetime,
+    capture_transfer_id: str | None = None,
+) -> None:
+    """Write a new hold as it stands (pending, or captured already with its transfer)."""
     uow.execute(
         _INSERT_HOLD,
         {
@@ -268,10 +275,11 @@ def insert_hold(uow: UnitOfWork, hold: Hold, description: str | None, now: datet
             "currency": hold.currency,
             "amount": hold.amount,
             "status": hold.status.value,
-            "captured_amount": 0,
-            "refunded_amount": 0,
-            "fee_amount": 0,
-            "fee_refunded": 0,
+            "captured_amount": hold.captured_amount,
+            "refunded_amount": hold.refunded_amount,
+            "fee_amount": hold.fee_amount,
+            "fee_refunded": hold.fee_refunded,
+            "capture_transfer_id": capture_transfer_id,
             "description": description,
             "expires_at": hold.expires_at,
             "created_at": now,

@@ -71,6 +71,7 @@ class _Form:
         "expansion",
         "many",
         "names",
+        "plan",
         "positional",
         "processors",
         "rows",
@@ -108,11 +109,25 @@ class _Form:
             # Bound literals (``status == "succeeded"``) keep their value; the rest come per call.
             self.defaults = dict(compiled.construct_params(_check=False))
         self.names: tuple[str, ...] = tuple(positions or ())
+        # Each parameter the driver gets, in its order: name, processor, value if not given.
+        self.plan = tuple(
+            (name, self.processors.get(name), self.defaults.get(name))
+            for name in (self.names if self.positional else tuple(self.defaults))
+        )
         self.rows: _RowShape | None = None
         if compiled._result_columns:
             self.rows = _RowShape(compiled, dialect)
 
     def values(self, parameters: Mapping[str, Any]) -> Any:
+        if not self.expansion:  # the common case, in one pass
+            get = parameters.get
+            got = [
+                get(name, default) if process is None else process(get(name, default))
+                for name, process, default in self.plan
+            ]
+            if self.positional:
+                return tuple(got)
+            return dict(zip((step[0] for step in self.plan), got, strict=True))
         values = {**self.defaults, **parameters}
         for name, expanded in self.expansion.items():
             values.update(zip(expanded, values.pop(name), strict=True))
@@ -157,7 +172,7 @@ class _RowShape:
 
 
 class _Prepared:
-    __slots__ = ("compiled", "forms", "statement")
+    __slots__ = ("compiled", "forms", "quick", "statement")
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
@@ -165,8 +180,14 @@ class _Prepared:
         # None where SQLAlchemy must run it; then one form per length of each IN list.
         self.compiled: dict[tuple[Any, ...], tuple[SQLCompiler, tuple[str, ...]] | None] = {}
         self.forms: dict[tuple[Any, ...], _Form | None] = {}
+        self.quick: dict[tuple[Any, ...], _Form | None] = {}
 
     def form(self, dialect: Dialect, parameters: Mapping[str, Any], many: bool) -> _Form | None:
+        called = (dialect.name, tuple(parameters), many)  # as the caller orders its names
+        try:
+            return self.quick[called]
+        except KeyError:
+            pass
         at = (dialect.name, tuple(sorted(parameters)), many)
         try:
             base = self.compiled[at]
@@ -183,6 +204,8 @@ class _Prepared:
             pass
         form = None if 0 in lists.values() else _Form(compiled, dialect, many, lists)
         self.forms[shape] = form
+        if not expanding:  # no list lengths to tell forms apart: found by the names alone
+            self.quick[called] = form
         return form
 
     def _compile(

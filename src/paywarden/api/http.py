@@ -453,27 +453,25 @@ async def _post_grouped(
     The signature itself is checked before, outside any transaction, on the same worker
     thread (one hop off the event loop per request)."""
     rt = runtime(request)
-    signed = "authorization" not in request.headers and "signature-input" in request.headers
-    principal: Principal | None = None
-    if signed:
-        parts = await _request_parts(request)
+    parts: RequestParts | None = None
+    if "authorization" not in request.headers and "signature-input" in request.headers:
+        parts = await _request_parts(request)  # an agent's: verified on the worker thread
     else:
         principal, version = await authenticated(request, allow_agents=True)
+
+        def admit_known(uow: UnitOfWork) -> Principal:
+            return principal
+
     body = await request.body()
     path, req_id = request.url.path, request_id(request)
 
     def whole() -> tuple[Answer, str]:
         admit: Callable[[UnitOfWork], Principal]
-        if principal is None:
-            verified = verify_agent(rt.store, parts)
-            agreed = _version(request, identity.API_VERSION)
-            admit = signed_admission(rt.store, verified)
+        if parts is None:
+            admit, agreed = admit_known, version
         else:
-            agreed, known = version, principal
-
-            def admit(uow: UnitOfWork) -> Principal:
-                return known
-
+            admit = signed_admission(rt.store, verify_agent(rt.store, parts))
+            agreed = _version(request, identity.API_VERSION)
         key, raw = _checked_body_of(request, path, body)
         unit = grouped_unit(
             rt,

@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import Engine, func, select
 
 from paywarden.devices.client import DeviceClient
-from paywarden.devices.simulators import Glasses, TapDevice, Terminal
+from paywarden.devices.simulators import Glasses, TapDevice, Terminal, unpredictable_number
 from paywarden.kernel.clock import FakeClock
 from paywarden.store import schema
 from paywarden.store.tables_devices import taps
@@ -60,7 +60,7 @@ class DeviceWorld:
             self.terminal.merchant_id,
             value,
             "usd",
-            secrets.token_hex(8),
+            unpredictable_number(),
         )
         message["tap"].update(changes)
         return message

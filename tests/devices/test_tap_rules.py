@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paywarden.devices import simulators
 from paywarden.kernel.errors import InvalidRequest
 from paywarden.trust.devices import (
     Confirmation,
@@ -22,6 +23,7 @@ from paywarden.trust.devices import (
     verify_payment_request,
 )
 from paywarden.trust.keys import b64url_encode, ed25519_private_key
+from paywarden.trust.pan import looks_like_card_number
 from paywarden.trust.tap import (
     Limits,
     TapData,
@@ -164,3 +166,15 @@ def test_a_confirmation_binds_every_field_and_its_user_check() -> None:
     assert not verify_confirmation(KEY.public_key, confirmation, signature + "A")
     with pytest.raises(InvalidRequest):
         Confirmation(0, "usd", MERCHANT, None, "n" * 16, "voice")
+
+
+def test_a_simulated_terminal_never_draws_what_the_card_number_screen_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """16 hex digits are all decimal, network-prefixed and Luhn-valid about once in 50,000
+    draws; the platform would refuse such a tap (``card_number_in_text``), so the simulator
+    draws again (a test on PostgreSQL failed now and then on it)."""
+    assert all(not looks_like_card_number(simulators.unpredictable_number()) for _ in range(500))
+    draws = iter(["4242424242424242", "4111111111111111", "9f3a00112233aabb"])
+    monkeypatch.setattr(simulators.secrets, "token_hex", lambda _n: next(draws))
+    assert simulators.unpredictable_number() == "9f3a00112233aabb"

@@ -35,6 +35,7 @@ from paywarden.trust.devices import (
     decode_payment_request,
 )
 from paywarden.trust.keys import PrivateKey, b64url_decode, b64url_encode, ed25519_private_key
+from paywarden.trust.pan import looks_like_card_number
 from paywarden.trust.tap import TapData, sign_tap
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Terminal",
     "load_state",
     "save_state",
+    "unpredictable_number",
 ]
 
 RETRIES_MAX = 20
@@ -138,9 +140,19 @@ class Terminal:
     def charge(
         self, device: TapDevice, amount: int, currency: str, unpredictable: str | None = None
     ) -> dict[str, Any]:
-        number = unpredictable or secrets.token_hex(8)
+        number = unpredictable or unpredictable_number()
         message = device.tap(self.terminal_id, self.merchant_id, amount, currency, number)
         return self.submit(message)
+
+
+def unpredictable_number() -> str:
+    """A terminal's fresh unpredictable number: 16 hex digits, drawn again in the rare case
+    (about 1 in 50,000) that they are all decimal digits forming what the platform's card
+    number screen refuses (``trust.pan``), as a real terminal's 8-digit number never does."""
+    while True:
+        number = secrets.token_hex(8)
+        if not looks_like_card_number(number):
+            return number
 
 
 @dataclass

@@ -501,7 +501,8 @@ _HOT_WORKERS = ThreadPoolExecutor(max_workers=HOT_WORKERS_MAX, thread_name_prefi
 async def _on_hot_worker(work: Callable[[], T]) -> T:
     """Run ``work`` on a worker thread of the hot path's own pool, with this request's
     context. asyncio's executor hop costs a fraction of anyio's (``run_in_threadpool``),
-    whose cancel scopes and limiter are a tenth of the event loop's time per payment."""
+    whose cancel scopes and limiter took about 8 % of the server's CPU per payment (py-spy,
+    two hops a payment then)."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_HOT_WORKERS, contextvars.copy_context().run, work)
 

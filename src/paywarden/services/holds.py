@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select
@@ -77,7 +77,17 @@ def create_hold(
     locked = load_accounts(uow, [payer.id], lock=True)
     reserved = ledger.reserve(locked[payer.id], amount)
     save_accounts(uow, [reserved])
-    hold = Hold(
+    hold = _pending_hold(payer, payee, currency, amount, expires_at)
+    insert_hold(uow, hold, description, now)
+    view = HoldView(hold, now, None, description)
+    emit(uow, "hold.created", hold.livemode, wire(view))
+    return view
+
+
+def _pending_hold(
+    payer: Account, payee: Account, currency: str, amount: int, expires_at: datetime
+) -> Hold:
+    return Hold(
         id=new_id("hold"),
         livemode=payer.livemode,
         source_account_id=payer.id,
@@ -87,10 +97,6 @@ def create_hold(
         status=HoldStatus.PENDING,
         expires_at=expires_at,
     )
-    insert_hold(uow, hold, description, now)
-    view = HoldView(hold, now, None, description)
-    emit(uow, "hold.created", hold.livemode, wire(view))
-    return view
 
 
 def _hold_accounts(
@@ -143,37 +149,12 @@ def create_and_capture(
     accounts = load_accounts(uow, [payer.id, to.id, fee_id], lock=True)
     if not access.owns(payee, accounts[to.id]):
         raise PermissionDenied("only the payee (or an admin) may capture a hold")
-    hold = Hold(
-        id=new_id("hold"),
-        livemode=payer.livemode,
-        source_account_id=payer.id,
-        destination_account_id=to.id,
-        currency=currency,
-        amount=amount,
-        status=HoldStatus.PENDING,
-        expires_at=now + HOLD_TTL_DEFAULT,
-    )
-    reserved = ledger.reserve(accounts[payer.id], amount)
-    hold_rules.check_capturable(hold, amount, now)
-    captured, postings = hold_rules.capture_postings(
-        hold, amount, _fee_bps(uow, accounts[to.id]), fee_id
-    )
-    accounts[payer.id] = ledger.release(reserved, amount)
-    record = post_transfer(
-        uow,
-        kind=TransferKind.CAPTURE,
-        livemode=hold.livemode,
-        currency=currency,
-        amount=amount,
-        source_id=payer.id,
-        destination_id=to.id,
-        postings=postings,
-        locked=accounts,
-        hold_id=hold.id,
-    )
-    insert_hold(uow, captured, description, now, capture_transfer_id=record.id)
+    hold = _pending_hold(payer, to, currency, amount, now + HOLD_TTL_DEFAULT)
+    accounts[payer.id] = ledger.reserve(accounts[payer.id], amount)  # in memory only
+    captured, transfer_id = _post_capture(uow, hold, accounts, amount, now)
+    insert_hold(uow, captured, description, now, capture_transfer_id=transfer_id)
     emit(uow, "hold.created", hold.livemode, wire(HoldView(hold, now, None, description)))
-    view = HoldView(captured, now, record.id, description)
+    view = HoldView(captured, now, transfer_id, description)
     emit(uow, "hold.captured", hold.livemode, wire(view))
     return view
 
@@ -228,16 +209,17 @@ def _fee_account(accounts: dict[str, Account]) -> str:
     return next(a.id for a in accounts.values() if a.kind is AccountKind.PLATFORM_FEES)
 
 
-def capture_hold(
-    uow: UnitOfWork, principal: Principal, hold_id: str, *, amount: Any = None
-) -> HoldView:
-    hold, accounts = _locked_hold(uow, principal, hold_id, payee_only=True)
-    now = uow.clock.now()
-    amount = hold.amount if amount is None else parse_amount(amount)
+def _post_capture(
+    uow: UnitOfWork, hold: Hold, accounts: dict[str, Account], amount: int, now: datetime
+) -> tuple[Hold, str]:
+    """Capture ``amount`` of a pending hold whose accounts (payer, payee, platform fees) are
+    locked: release the payer's reservation, post payer → payee less the fee → fees. The
+    captured hold, to be saved, and the capture transfer's id."""
     hold_rules.check_capturable(hold, amount, now)
-    fee_id = _fee_account(accounts)
     payee = accounts[hold.destination_account_id]
-    captured, postings = hold_rules.capture_postings(hold, amount, _fee_bps(uow, payee), fee_id)
+    captured, postings = hold_rules.capture_postings(
+        hold, amount, _fee_bps(uow, payee), _fee_account(accounts)
+    )
     accounts[hold.source_account_id] = ledger.release(accounts[hold.source_account_id], hold.amount)
     record = post_transfer(
         uow,
@@ -251,7 +233,17 @@ def capture_hold(
         locked=accounts,
         hold_id=hold.id,
     )
-    save_hold(uow, captured, now, capture_transfer_id=record.id)
+    return captured, record.id
+
+
+def capture_hold(
+    uow: UnitOfWork, principal: Principal, hold_id: str, *, amount: Any = None
+) -> HoldView:
+    hold, accounts = _locked_hold(uow, principal, hold_id, payee_only=True)
+    now = uow.clock.now()
+    amount = hold.amount if amount is None else parse_amount(amount)
+    captured, transfer_id = _post_capture(uow, hold, accounts, amount, now)
+    save_hold(uow, captured, now, capture_transfer_id=transfer_id)
     view = _view(uow, hold.id)
     emit(uow, "hold.captured", hold.livemode, wire(view))
     return view

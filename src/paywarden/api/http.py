@@ -28,7 +28,6 @@ from paywarden.kernel.errors import (
     PaywardenError,
     Unavailable,
 )
-from paywarden.kernel.invariant import invariant
 from paywarden.kernel.principals import Principal
 from paywarden.services import agents, idempotency, identity
 from paywarden.services.records import Page, wire
@@ -413,8 +412,7 @@ def grouped_unit(
             answer = Answer(error.status, error_payload(error, req_id), error=error)
         else:
             savepoint.commit()
-        stored = idempotency.complete(uow, scope, claimed, answer.status, answer.body)
-        invariant(stored, "a key claimed in this unit of work is still this unit's")
+        idempotency.complete_claimed_here(uow, scope, claimed, answer.status, answer.body)
         return answer
 
     return unit

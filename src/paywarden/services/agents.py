@@ -517,7 +517,7 @@ def admit_signed_request(
 def remember_nonce(uow: UnitOfWork, keyid: str, nonce: str, expires_at: datetime) -> None:
     """Record ``nonce`` for ``keyid`` until ``expires_at``; a nonce seen before (and not yet
     expired) raises ``nonce_replayed``. The key's expired nonces are dropped on the way."""
-    uow.execute(_FORGET_EXPIRED_NONCES, {"nonce_keyid": keyid, "nonce_now": uow.clock.now()})
+    uow.write(_FORGET_EXPIRED_NONCES, {"nonce_keyid": keyid, "nonce_now": uow.clock.now()})
     dialect_insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
     values = {"keyid": keyid, "nonce": nonce, "expires_at": expires_at}
     if uow.execute(_INSERT_NONCE[dialect_insert.__module__], values).first() is None:

@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from paywarden.kernel.errors import IdempotencyConflict, IdempotencyInFlight, InvalidRequest
+from paywarden.kernel.invariant import invariant
 from paywarden.store import schema
 from paywarden.store.prepared import prepare_all
 from paywarden.store.unit_of_work import UnitOfWork
@@ -246,6 +247,23 @@ def complete(uow: UnitOfWork, scope: Scope, claimed: Claimed, status: int, body:
         {**scope.params(), "s_token": claimed.lock_token, "new_status": status, "new_body": body},
     )
     return bool(result.rowcount == 1)
+
+
+def complete_claimed_here(
+    uow: UnitOfWork, scope: Scope, claimed: Claimed, status: int, body: str
+) -> None:
+    """:func:`complete` for a key claimed in this same transaction, whose row no one else
+    can take over: it must be found, and the update is a write held back until the next
+    statement (``UnitOfWork.write``)."""
+    if status >= 500:
+        invariant(release(uow, scope, claimed), "a key claimed in this unit of work is its own")
+        return
+    uow.write(
+        _COMPLETE,
+        {**scope.params(), "s_token": claimed.lock_token, "new_status": status, "new_body": body},
+        rows=1,
+        lost="a key claimed in this unit of work is still this unit's",
+    )
 
 
 def release(uow: UnitOfWork, scope: Scope, claimed: Claimed) -> bool:

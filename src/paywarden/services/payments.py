@@ -380,7 +380,7 @@ def _insert(uow: UnitOfWork, record: PaymentRecord) -> None:
     values = {item.name: getattr(record, item.name) for item in fields(record)}
     del values["approval_id"]
     values["reasons"] = list(record.reasons)
-    uow.execute(_INSERT_PAYMENT, values)
+    uow.write(_INSERT_PAYMENT, values)
 
 
 def from_row(row: Any) -> PaymentRecord:

@@ -87,8 +87,8 @@ def append(uow: UnitOfWork, audit_entry: AuditEntry) -> AuditRecord:
     invariant(not uow.read_only, "audit records are not written in a read-only transaction")
     head = _lock_head(uow, audit_entry.partition)
     record = seal(audit_entry, sequence=head.sequence + 1, prev_hash=head.hash)
-    uow.execute(_INSERT_RECORD, _row(record))
-    moved = uow.execute(
+    uow.write(_INSERT_RECORD, _row(record))
+    uow.write(
         _MOVE_HEAD,
         {
             "head_partition": head.partition,
@@ -96,8 +96,9 @@ def append(uow: UnitOfWork, audit_entry: AuditEntry) -> AuditRecord:
             "new_sequence": record.sequence,
             "new_hash": record.hash,
         },
+        rows=1,
+        lost=f"audit head {head.partition} moved under its lock",
     )
-    invariant(moved.rowcount == 1, f"audit head {head.partition} moved under its lock")
     return record
 
 

@@ -12,7 +12,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from paywarden.adapters.ids import new_id
 from paywarden.kernel.errors import NotFound
-from paywarden.kernel.invariant import invariant
 from paywarden.payments.holds import Hold, HoldStatus
 from paywarden.payments.ledger import Account, AccountKind, Posting
 from paywarden.store import schema
@@ -171,15 +170,16 @@ def load_accounts(
 
 def save_accounts(uow: UnitOfWork, accounts: Iterable[Account]) -> None:
     for account in accounts:
-        result = uow.execute(
+        uow.write(
             _SAVE_ACCOUNT,
             {
                 "account_id": account.id,
                 "new_posted": account.posted,
                 "new_pending_out": account.pending_out,
             },
+            rows=1,
+            lost=f"account {account.id} vanished during a transfer",
         )
-        invariant(result.rowcount == 1, f"account {account.id} vanished during a transfer")
 
 
 def insert_transfer(
@@ -199,7 +199,7 @@ def insert_transfer(
     description: str | None = None,
 ) -> str:
     transfer_id = new_id("txf")
-    uow.execute(
+    uow.write(
         _INSERT_TRANSFER,
         {
             "id": transfer_id,
@@ -216,7 +216,7 @@ def insert_transfer(
             "created_at": now,
         },
     )
-    uow.execute(
+    uow.write(
         _INSERT_POSTINGS,
         [
             {
@@ -265,7 +265,7 @@ def insert_hold(
     capture_transfer_id: str | None = None,
 ) -> None:
     """Write a new hold as it stands (pending, or captured already with its transfer)."""
-    uow.execute(
+    uow.write(
         _INSERT_HOLD,
         {
             "id": hold.id,
@@ -302,8 +302,9 @@ def save_hold(
     }
     if capture_transfer_id is not None:
         values["new_capture_transfer_id"] = capture_transfer_id
-    result = uow.execute(_SAVE_HOLD[capture_transfer_id is not None], values)
-    invariant(result.rowcount == 1, f"hold {hold.id} vanished")
+    uow.write(
+        _SAVE_HOLD[capture_transfer_id is not None], values, rows=1, lost=f"hold {hold.id} vanished"
+    )
 
 
 prepare_all(globals())  # the statements built above run on the driver (store.prepared)

@@ -137,7 +137,7 @@ def load_usage(uow: UnitOfWork, mandate_id: str) -> Usage:
 
 def save_usage(uow: UnitOfWork, mandate_id: str, usage: Usage) -> None:
     """Replace the stored usage with ``usage`` (which keeps only the current periods)."""
-    uow.execute(_DROP_USAGE, {"mandate_id": mandate_id})
+    uow.write(_DROP_USAGE, {"mandate_id": mandate_id})
     rows = [
         {
             "mandate_id": mandate_id,
@@ -157,7 +157,7 @@ def save_usage(uow: UnitOfWork, mandate_id: str, usage: Usage) -> None:
         }
         for key, spent in sorted(usage.periods.items())
     ]
-    uow.execute(_INSERT_USAGE, rows)
+    uow.write(_INSERT_USAGE, rows)
 
 
 prepare_all(globals())  # the statements built above run on the driver (store.prepared)

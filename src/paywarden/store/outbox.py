@@ -22,7 +22,7 @@ _INSERT = insert(schema.events)
 def emit(uow: UnitOfWork, event_type: str, livemode: bool, data: dict[str, Any]) -> str:
     invariant(event_type in EVENT_TYPES, f"unlisted event type {event_type}")
     event_id = new_id("evt")
-    uow.execute(
+    uow.write(
         _INSERT,
         {
             "id": event_id,

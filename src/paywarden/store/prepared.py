@@ -17,6 +17,12 @@ SQLAlchemy once per length of its list. Driver errors are raised as SQLAlchemy's
 (``IntegrityError``, ``OperationalError``, …), so retries and conflict handling see what
 they always saw, and a lost connection is invalidated as SQLAlchemy would.
 
+Writes held back by :meth:`~paywarden.store.unit_of_work.UnitOfWork.write` (a
+:class:`Pending` each) go to PostgreSQL ahead of the next statement in one round trip, in
+psycopg's pipeline mode: the server runs them in order and skips what follows a failure up
+to the sync, so the first one without a result is the one whose error is raised (with its
+own SQL in the error). An agent payment waits for 18 round trips instead of 36.
+
 Only statements that live as long as the process may be registered: the registry keys on
 the statement object's identity and keeps it alive.
 """
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import (
@@ -34,11 +40,23 @@ from sqlalchemy.exc import (
     MultipleResultsFound,
     NoResultFound,
     ResourceClosedError,
+    StatementError,
 )
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Delete, Insert, Select, Update
 
-__all__ = ["FastResult", "prepare_all", "prepared", "run_driver_sql", "run_prepared"]
+from paywarden.kernel.errors import InvariantViolation
+
+__all__ = [
+    "FastResult",
+    "Pending",
+    "form_of",
+    "prepare_all",
+    "prepared",
+    "run_driver_sql",
+    "run_prepared",
+    "send_pending",
+]
 
 S = TypeVar("S")
 
@@ -217,9 +235,21 @@ def _length(value: Any) -> int:
     return len(value) if isinstance(value, list | tuple) else 0
 
 
-def run_prepared(connection: Connection, statement: Any, parameters: Any) -> FastResult | None:
-    """Run ``statement`` on the driver if it is registered and its form runs raw; else None
-    (the caller runs it through SQLAlchemy)."""
+class Pending(NamedTuple):
+    """A write sent later, in one round trip with the next statement that needs an answer
+    (see :meth:`~paywarden.store.unit_of_work.UnitOfWork.write`): its form (None for SQL
+    without parameters, such as ``SAVEPOINT …``, held in ``parameters``), its values, and
+    the row count it must report (None: not checked) with what it means when it does not."""
+
+    form: _Form | None
+    parameters: Any
+    rows: int | None
+    lost: str
+
+
+def form_of(connection: Connection, statement: Any, parameters: Any) -> _Form | None:
+    """The form ``statement`` runs raw in, for these parameters; None if it is not
+    registered or needs SQLAlchemy for them."""
     entry = _REGISTRY.get(id(statement))
     if entry is None:
         return None
@@ -229,49 +259,147 @@ def run_prepared(connection: Connection, statement: Any, parameters: Any) -> Fas
     first: Mapping[str, Any] = (parameters[0] if many else parameters) or {}
     if not isinstance(first, Mapping):
         return None
-    form = entry.form(connection.dialect, first, many)
+    return entry.form(connection.dialect, first, many)
+
+
+def run_prepared(
+    connection: Connection, statement: Any, parameters: Any, before: Sequence[Pending] = ()
+) -> FastResult | None:
+    """Run ``statement`` on the driver if it is registered and its form runs raw, after the
+    writes ``before`` it in the same round trip; else None, with nothing sent (the caller
+    sends ``before`` with :func:`send_pending` and runs the statement through SQLAlchemy)."""
+    form = form_of(connection, statement, parameters)
     if form is None:
         return None
-    return _execute(connection, form, parameters if many else first)
+    return _execute(connection, form, parameters if form.many else (parameters or {}), before)
 
 
-def run_driver_sql(connection: Connection, sql: str) -> None:
-    """Run SQL without parameters or rows (``SAVEPOINT …``) on the driver, errors raised as
-    SQLAlchemy's."""
-    _execute(connection, None, sql)
+def run_driver_sql(connection: Connection, sql: str, before: Sequence[Pending] = ()) -> None:
+    """Run SQL without parameters or rows (``SAVEPOINT …``) on the driver, after the writes
+    ``before`` it in the same round trip, errors raised as SQLAlchemy's."""
+    _execute(connection, None, sql, before)
 
 
-def _execute(connection: Connection, form: _Form | None, parameters: Any) -> FastResult:
+def send_pending(connection: Connection, pending: Sequence[Pending]) -> None:
+    """Send writes held back, in one round trip, and check them."""
+    if pending:
+        last = pending[-1]
+        _execute(connection, last.form, last.parameters, pending[:-1], last)
+
+
+def _execute(
+    connection: Connection,
+    form: _Form | None,
+    parameters: Any,
+    before: Sequence[Pending] = (),
+    checked: Pending | None = None,
+) -> FastResult:
     fairy = connection.connection  # the pooled DBAPI connection of this transaction
-    cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+    driver: Any = fairy.driver_connection
+    if before:
+        return _pipelined(connection, form, parameters, before, checked)
+    cursor = driver.cursor()
     try:
-        if form is None:
-            cursor.execute(parameters)
-            return FastResult([], cursor.rowcount, returns_rows=False)
-        if form.many:
-            cursor.executemany(form.sql, [form.values(one) for one in parameters])
-            return FastResult([], cursor.rowcount, returns_rows=False)
-        values = form.values(parameters)
-        cursor.execute(form.sql, values)
-        if cursor.description is None or form.rows is None:
-            return FastResult([], cursor.rowcount, returns_rows=False)
-        rows = form.rows.build(cursor.description, cursor.fetchall())
-        return FastResult(rows, cursor.rowcount, returns_rows=True)
+        result = _send(cursor, form, parameters)
+        if checked is not None:
+            _check(checked, cursor)
+        return result
     except connection.dialect.loaded_dbapi.Error as error:
-        dialect = connection.dialect
-        disconnect = dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
-        if disconnect:
-            connection.invalidate(error)
-        raise DBAPIError.instance(
-            parameters if form is None else form.sql,
-            parameters,
-            error,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=disconnect,
-            dialect=dialect,
+        raise _wrapped(
+            connection, error, cursor, parameters if form is None else form.sql, parameters
         ) from error
     finally:
         cursor.close()
+
+
+def _send(cursor: Any, form: _Form | None, parameters: Any) -> FastResult:
+    _start(cursor, form, parameters)
+    return _finish(cursor, form)
+
+
+def _start(cursor: Any, form: _Form | None, parameters: Any) -> None:
+    if form is None:
+        cursor.execute(parameters)
+    elif form.many:
+        cursor.executemany(form.sql, [form.values(one) for one in parameters])
+    else:
+        cursor.execute(form.sql, form.values(parameters))
+
+
+def _finish(cursor: Any, form: _Form | None) -> FastResult:
+    """The statement's result (in pipeline mode, fetching rows waits for them)."""
+    if form is None or form.many or form.rows is None:
+        return FastResult([], cursor.rowcount, returns_rows=False)
+    raw = cursor.fetchall()
+    return FastResult(form.rows.build(cursor.description, raw), cursor.rowcount, returns_rows=True)
+
+
+def _pipelined(
+    connection: Connection,
+    form: _Form | None,
+    parameters: Any,
+    before: Sequence[Pending],
+    checked: Pending | None,
+) -> FastResult:
+    """``before``, then the statement, in one round trip (psycopg's pipeline mode). The
+    server skips what follows a failed statement up to the sync, so the first of
+    ``before`` without a result is the one that failed; if all have one, the statement
+    did."""
+    driver: Any = connection.connection.driver_connection
+    cursors: list[Any] = []
+    cursor = driver.cursor()
+    try:
+        with driver.pipeline():
+            for write in before:
+                cursors.append(driver.cursor())
+                _start(cursors[-1], write.form, write.parameters)
+            _start(cursor, form, parameters)
+        result = _finish(cursor, form)  # all answers are in: the pipeline synced on leaving
+        for write, sent in zip(before, cursors, strict=True):
+            _check(write, sent)
+        if checked is not None:
+            _check(checked, cursor)
+        return result
+    except connection.dialect.loaded_dbapi.Error as error:
+        failed = next(
+            (w for w, c in zip(before, cursors, strict=False) if c.pgresult is None), None
+        )
+        if failed is None and len(cursors) < len(before):
+            failed = before[len(cursors)]
+        if failed is not None:
+            form, parameters = failed.form, failed.parameters
+        raise _wrapped(
+            connection, error, cursor, parameters if form is None else form.sql, parameters
+        ) from error
+    finally:
+        for sent in cursors:
+            sent.close()
+        cursor.close()
+
+
+def _check(write: Pending, cursor: Any) -> None:
+    if write.rows is not None and cursor.rowcount != write.rows:
+        raise InvariantViolation(write.lost)
+
+
+def _wrapped(
+    connection: Connection, error: Any, cursor: Any, sql: str, parameters: Any
+) -> StatementError:
+    """The driver's error as SQLAlchemy raises it; a lost connection is invalidated."""
+    dialect = connection.dialect
+    fairy = connection.connection
+    disconnect = dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
+    if disconnect:
+        connection.invalidate(error)
+    wrapped: StatementError = DBAPIError.instance(
+        sql,
+        parameters,
+        error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=disconnect,
+        dialect=dialect,
+    )
+    return wrapped
 
 
 class FastResult:

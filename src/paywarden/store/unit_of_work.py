@@ -23,6 +23,7 @@ delayed to wait for company.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -39,7 +40,14 @@ from paywarden.kernel.clock import Clock
 from paywarden.kernel.errors import Unavailable
 from paywarden.kernel.invariant import invariant
 from paywarden.store import schema
-from paywarden.store.prepared import prepared, run_driver_sql, run_prepared
+from paywarden.store.prepared import (
+    Pending,
+    form_of,
+    prepared,
+    run_driver_sql,
+    run_prepared,
+    send_pending,
+)
 
 __all__ = ["Store", "UnitOfWork"]
 
@@ -75,22 +83,58 @@ class UnitOfWork:
         self.transfer_ids: list[str] = []
         self._committed = False
         self._savepoints = 0
+        # Writes held back until a statement needs an answer (see write): on PostgreSQL
+        # through psycopg, whose pipeline mode sends them in that statement's round trip.
+        self._defers = connection.dialect.driver == "psycopg" and _pipeline_supported()
+        self._pending: list[Pending] = []
 
     def execute(self, statement: Any, parameters: Any = None) -> Any:
         """Run a statement; one registered with :func:`~paywarden.store.prepared.prepared`
-        runs on the driver directly (see that module)."""
-        result = run_prepared(self.connection, statement, parameters)
+        runs on the driver directly (see that module). Writes held back by :meth:`write`
+        go first, in the same round trip when the statement runs on the driver."""
+        pending, self._pending = self._pending, []
+        result = run_prepared(self.connection, statement, parameters, pending)
         if result is None:
+            send_pending(self.connection, pending)
             return self.connection.execute(statement, parameters)
         return result
+
+    def write(
+        self, statement: Any, parameters: Any = None, *, rows: int | None = None, lost: str = ""
+    ) -> None:
+        """Run a write whose result the caller does not read. It must report ``rows`` rows
+        when given (else :class:`~paywarden.kernel.errors.InvariantViolation` with
+        ``lost``).
+
+        On PostgreSQL the write is held back and sent, in order, in the round trip of the
+        next statement that needs an answer: a read, a savepoint's release or rollback, the
+        commit. A payment's twenty writes cost no round trip of their own. Its errors (and
+        its row check) are raised there, so at the latest when the innermost savepoint
+        around it is released, and never by a ``rollback()`` of that savepoint, which drops
+        what was held back after it. Elsewhere it runs at once. Only a statement registered
+        with :func:`~paywarden.store.prepared.prepared` is held back; others run at once."""
+        if self._defers:
+            form = form_of(self.connection, statement, parameters)
+            if form is not None:
+                self._pending.append(Pending(form, parameters, rows, lost))
+                return
+        result = self.execute(statement, parameters)
+        if rows is not None:
+            invariant(result.rowcount == rows, lost)
+
+    def send_pending(self) -> None:
+        """Send what :meth:`write` held back now (before the commit)."""
+        pending, self._pending = self._pending, []
+        send_pending(self.connection, pending)
 
     def savepoint(self) -> Savepoint:
         """A savepoint in this transaction, issued on the driver directly (SQLAlchemy's
         nested transaction costs several times the statement); release it with
         ``commit()``, or undo what followed it with ``rollback()``. Savepoints nest: release
-        or roll back the inner one first."""
+        or roll back the inner one first. On PostgreSQL the ``SAVEPOINT`` itself is sent
+        with the next statement, as a held-back write."""
         self._savepoints += 1
-        return Savepoint(self.connection, f"pw_savepoint_{self._savepoints}")
+        return Savepoint(self, f"pw_savepoint_{self._savepoints}")
 
     def wrote_transfer(self, transfer_id: str) -> None:
         self.transfer_ids.append(transfer_id)
@@ -110,6 +154,7 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self.check_before_commit()
+        self.send_pending()
         self._committed = True
 
 
@@ -117,19 +162,33 @@ class Savepoint:
     """One ``SAVEPOINT`` on the driver; see :meth:`UnitOfWork.savepoint`. What the unit's
     statements changed after it is undone by :meth:`rollback`, kept by :meth:`commit`."""
 
-    def __init__(self, connection: Connection, name: str) -> None:
-        self._connection, self._name = connection, name
-        self._driver("SAVEPOINT")
+    def __init__(self, uow: UnitOfWork, name: str) -> None:
+        self._uow, self._name = uow, name
+        self._marker: Pending | None = None
+        if uow._defers:
+            self._marker = Pending(None, f"SAVEPOINT {name}", None, "")
+            uow._pending.append(self._marker)
+        else:
+            run_driver_sql(uow.connection, f"SAVEPOINT {name}")
 
     def commit(self) -> None:
-        self._driver("RELEASE SAVEPOINT")
+        """Release the savepoint, after sending what was held back (its errors raise here)."""
+        uow = self._uow
+        pending, uow._pending = uow._pending, []
+        run_driver_sql(uow.connection, f"RELEASE SAVEPOINT {self._name}", pending)
 
     def rollback(self) -> None:
-        self._driver("ROLLBACK TO SAVEPOINT")
-        self._driver("RELEASE SAVEPOINT")
-
-    def _driver(self, verb: str) -> None:
-        run_driver_sql(self._connection, f"{verb} {self._name}")
+        """Undo what followed the savepoint: what was held back after it is dropped unsent;
+        if the ``SAVEPOINT`` itself was never sent, nothing after it was either."""
+        uow = self._uow
+        held = next((i for i, w in enumerate(uow._pending) if w is self._marker), None)
+        if held is not None:
+            del uow._pending[held:]
+            return
+        uow._pending.clear()  # all of it came after the savepoint, which was sent
+        name = self._name
+        run_driver_sql(uow.connection, f"ROLLBACK TO SAVEPOINT {name}")
+        run_driver_sql(uow.connection, f"RELEASE SAVEPOINT {name}")
 
 
 @dataclass(eq=False)  # compared by identity: two units are never "equal"
@@ -279,6 +338,14 @@ class Store:
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+
+@functools.cache
+def _pipeline_supported() -> bool:
+    """Whether psycopg's pipeline mode works with the libpq it runs on (libpq 14 or later)."""
+    import psycopg  # noqa: PLC0415 -- only where PostgreSQL is used
+
+    return bool(psycopg.Pipeline.is_supported())
 
 
 def _unavailable(error: DBAPIError) -> Unavailable:

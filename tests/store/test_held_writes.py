@@ -1,0 +1,160 @@
+"""Writes held back by ``UnitOfWork.write`` (sent on PostgreSQL in the round trip of the next
+statement that needs an answer) keep the meaning of writes run at once, on both backends:
+later reads see them in order, their errors and row checks are raised before the innermost
+savepoint around them is released or the transaction commits, and a savepoint's rollback
+undoes exactly what followed it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from paywarden.kernel.errors import InvariantViolation
+from paywarden.store import schema
+from paywarden.store.prepared import prepared
+from paywarden.store.unit_of_work import Store, UnitOfWork
+
+E = schema.events
+INSERT_EVENT = prepared(insert(E))
+RETYPE = prepared(update(E).where(E.c.id == bindparam("event_id")).values(type=bindparam("new")))
+TYPES = prepared(select(E.c.id, E.c.type).where(E.c.id.like("evt_held%")).order_by(E.c.id))
+NOT_PREPARED = update(E).where(E.c.id == bindparam("event_id")).values(type=bindparam("new"))
+AT = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+
+
+def _event(event_id: str) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "livemode": False,
+        "type": "test.held",
+        "data": {"object": {}},
+        "created_at": AT,
+    }
+
+
+def _types(store: Store) -> dict[str, str]:
+    return store.run(lambda uow: dict(uow.execute(TYPES).all()), read_only=True)
+
+
+def test_a_read_sees_the_writes_held_before_it_in_order(store: Store) -> None:
+    def work(uow: UnitOfWork) -> dict[str, str]:
+        uow.write(INSERT_EVENT, _event("evt_held_a"))
+        uow.write(RETYPE, {"event_id": "evt_held_a", "new": "test.once"}, rows=1, lost="gone")
+        uow.write(INSERT_EVENT, [_event("evt_held_b"), _event("evt_held_c")])
+        uow.write(RETYPE, {"event_id": "evt_held_a", "new": "test.twice"}, rows=1, lost="gone")
+        uow.write(NOT_PREPARED, {"event_id": "evt_held_c", "new": "test.plain"})  # runs at once
+        return dict(uow.execute(TYPES).all())
+
+    seen = store.run(work)
+    assert seen == {
+        "evt_held_a": "test.twice",
+        "evt_held_b": "test.held",
+        "evt_held_c": "test.plain",
+    }
+    assert _types(store) == seen
+
+
+def test_held_writes_are_sent_before_the_commit(store: Store) -> None:
+    store.run(lambda uow: uow.write(INSERT_EVENT, _event("evt_held_last")))
+    assert _types(store) == {"evt_held_last": "test.held"}
+
+
+def test_a_failed_row_check_raises_and_nothing_commits(store: Store) -> None:
+    def work(uow: UnitOfWork) -> None:
+        uow.write(INSERT_EVENT, _event("evt_held_a"))
+        uow.write(RETYPE, {"event_id": "evt_held_none", "new": "x"}, rows=1, lost="no such row")
+
+    with pytest.raises(InvariantViolation, match="no such row"):
+        store.run(work)
+    assert _types(store) == {}
+
+
+def test_a_failed_held_write_raises_as_itself_and_its_savepoint_undoes_it(store: Store) -> None:
+    store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
+
+    def work(uow: UnitOfWork) -> str:
+        uow.write(INSERT_EVENT, _event("evt_held_b"))  # before the savepoint: kept
+        savepoint = uow.savepoint()
+        try:  # raised by the write itself on SQLite, by the next read on PostgreSQL
+            uow.write(INSERT_EVENT, _event("evt_held_c"))
+            uow.write(INSERT_EVENT, _event("evt_held_a"))  # a duplicate key
+            uow.execute(TYPES).all()
+        except IntegrityError as error:
+            savepoint.rollback()
+            return str(error.statement)
+        raise AssertionError("the duplicate was not refused")
+
+    statement = store.run(work)
+    assert statement.startswith("INSERT INTO events")  # the write's, not the read's
+    assert _types(store) == {"evt_held_a": "test.held", "evt_held_b": "test.held"}
+
+
+def test_a_savepoints_release_raises_what_was_held_inside_it(store: Store) -> None:
+    store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
+
+    def work(uow: UnitOfWork) -> None:
+        savepoint = uow.savepoint()
+        try:  # at the latest when the savepoint is released
+            uow.write(INSERT_EVENT, _event("evt_held_a"))
+            savepoint.commit()
+        except IntegrityError:
+            savepoint.rollback()
+            uow.write(INSERT_EVENT, _event("evt_held_b"))
+            return
+        raise AssertionError("the duplicate was not refused")
+
+    store.run(work)
+    assert _types(store) == {"evt_held_a": "test.held", "evt_held_b": "test.held"}
+
+
+@pytest.mark.parametrize("read_inside", [False, True])
+def test_a_rollback_drops_what_followed_the_savepoint_and_keeps_what_preceded_it(
+    store: Store, read_inside: bool
+) -> None:
+    def work(uow: UnitOfWork) -> None:
+        uow.write(INSERT_EVENT, _event("evt_held_a"))
+        outer = uow.savepoint()
+        uow.write(INSERT_EVENT, _event("evt_held_b"))
+        inner = uow.savepoint()
+        uow.write(INSERT_EVENT, _event("evt_held_c"))
+        if read_inside:  # the savepoints and writes so far are sent with this read
+            assert len(uow.execute(TYPES).all()) == 3
+        uow.write(INSERT_EVENT, _event("evt_held_d"))
+        inner.rollback()
+        uow.write(INSERT_EVENT, _event("evt_held_e"))
+        outer.commit()
+
+    store.run(work)
+    assert set(_types(store)) == {"evt_held_a", "evt_held_b", "evt_held_e"}
+
+
+def test_a_grouped_unit_whose_held_write_fails_is_undone_alone(store: Store) -> None:
+    store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
+
+    def failing(uow: UnitOfWork) -> None:
+        uow.write(INSERT_EVENT, _event("evt_held_b"))
+        uow.write(INSERT_EVENT, _event("evt_held_a"))
+
+    with pytest.raises(IntegrityError):
+        store.run_grouped(failing)
+    store.run_grouped(lambda uow: uow.write(INSERT_EVENT, _event("evt_held_c")))
+    assert set(_types(store)) == {"evt_held_a", "evt_held_c"}
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_held_write_costs_no_round_trip_of_its_own(pg_store: Store) -> None:
+    """Held back until needed: a write undone by its savepoint's rollback before any read is
+    never sent (a duplicate key that was never sent raises nothing)."""
+    pg_store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
+
+    def work(uow: UnitOfWork) -> None:
+        savepoint = uow.savepoint()
+        uow.write(INSERT_EVENT, _event("evt_held_a"))
+        savepoint.rollback()
+
+    pg_store.run(work)
+    assert _types(pg_store) == {"evt_held_a": "test.held"}

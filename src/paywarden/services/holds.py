@@ -25,10 +25,10 @@ from paywarden.store.ledger_repo import (
     hold_from_row,
     insert_hold,
     load_accounts,
+    load_accounts_with_system,
     load_hold,
     save_accounts,
     save_hold,
-    system_account,
 )
 from paywarden.store.outbox import emit
 from paywarden.store.prepared import prepare_all
@@ -134,6 +134,7 @@ def create_and_capture(
     amount: int,
     currency: str,
     description: str,
+    fee_bps: int | None = None,
 ) -> HoldView:
     """A hold captured in full as it is placed: what :func:`create_hold` by ``user`` then
     :func:`capture_hold` by ``payee`` leave behind (the hold, the capture transfer and its
@@ -141,17 +142,19 @@ def create_and_capture(
     statements. The payer's reservation, placed and released in one transaction, is checked
     (``insufficient_funds`` as :func:`create_hold` raises it) but never written; the three
     accounts are locked once, in id order. An agent's payment (``services.payments``) pays
-    this way; tests/payments/test_capture_at_once.py holds it to the two-step path."""
+    this way, passing the merchant's ``fee_bps`` it read with the merchant's category;
+    tests/payments/test_capture_at_once.py holds it to the two-step path."""
     access.require_type(user, PrincipalType.USER)
     now = uow.clock.now()
     payer, to = _hold_accounts(uow, user, None, destination, currency, description)
-    fee_id = system_account(uow, AccountKind.PLATFORM_FEES, currency, payer.livemode)
-    accounts = load_accounts(uow, [payer.id, to.id, fee_id], lock=True)
+    accounts, _fee_id = load_accounts_with_system(
+        uow, [payer.id, to.id], AccountKind.PLATFORM_FEES, currency, payer.livemode
+    )
     if not access.owns(payee, accounts[to.id]):
         raise PermissionDenied("only the payee (or an admin) may capture a hold")
     hold = _pending_hold(payer, to, currency, amount, now + HOLD_TTL_DEFAULT)
     accounts[payer.id] = ledger.reserve(accounts[payer.id], amount)  # in memory only
-    captured, transfer_id = _post_capture(uow, hold, accounts, amount, now)
+    captured, transfer_id = _post_capture(uow, hold, accounts, amount, now, fee_bps)
     insert_hold(uow, captured, description, now, capture_transfer_id=transfer_id)
     emit(uow, "hold.created", hold.livemode, wire(HoldView(hold, now, None, description)))
     view = HoldView(captured, now, transfer_id, description)
@@ -183,9 +186,10 @@ def _locked_hold(
     hold, _row = load_hold(uow, hold_id, lock=True)
     if hold.livemode != principal.livemode:
         raise NotFound(f"no such hold: {hold_id}", param="$.hold")
-    fee_id = system_account(uow, AccountKind.PLATFORM_FEES, hold.currency, hold.livemode)
-    ids = [hold.source_account_id, hold.destination_account_id, fee_id]
-    accounts = load_accounts(uow, ids, lock=True)
+    ids = [hold.source_account_id, hold.destination_account_id]
+    accounts, _fee_id = load_accounts_with_system(
+        uow, ids, AccountKind.PLATFORM_FEES, hold.currency, hold.livemode
+    )
     payer, payee = accounts[hold.source_account_id], accounts[hold.destination_account_id]
     if not access.visible(principal, [payer, payee]):
         raise NotFound(f"no such hold: {hold_id}", param="$.hold")
@@ -210,16 +214,22 @@ def _fee_account(accounts: dict[str, Account]) -> str:
 
 
 def _post_capture(
-    uow: UnitOfWork, hold: Hold, accounts: dict[str, Account], amount: int, now: datetime
+    uow: UnitOfWork,
+    hold: Hold,
+    accounts: dict[str, Account],
+    amount: int,
+    now: datetime,
+    fee_bps: int | None = None,
 ) -> tuple[Hold, str]:
     """Capture ``amount`` of a pending hold whose accounts (payer, payee, platform fees) are
     locked: release the payer's reservation, post payer → payee less the fee → fees. The
-    captured hold, to be saved, and the capture transfer's id."""
+    captured hold, to be saved, and the capture transfer's id. ``fee_bps``: the payee's fee
+    when the caller read it in this transaction already."""
     hold_rules.check_capturable(hold, amount, now)
     payee = accounts[hold.destination_account_id]
-    captured, postings = hold_rules.capture_postings(
-        hold, amount, _fee_bps(uow, payee), _fee_account(accounts)
-    )
+    if fee_bps is None:
+        fee_bps = _fee_bps(uow, payee)
+    captured, postings = hold_rules.capture_postings(hold, amount, fee_bps, _fee_account(accounts))
     accounts[hold.source_account_id] = ledger.release(accounts[hold.source_account_id], hold.amount)
     record = post_transfer(
         uow,

@@ -121,7 +121,7 @@ def pay(
     mandate = stored.mandate
     if mandate.agent != principal.id or stored.livemode != principal.livemode:
         raise NotFound(f"no such mandate: {mandate_id}", param="$.mandate")
-    category = merchant_category(uow, merchant_id, stored.livemode)
+    category, fee_bps = _merchant_terms(uow, merchant_id, stored.livemode)
     request = PaymentRequest(amount, currency, merchant_id, category, cart_hash)
     now, tz = uow.clock.now(), zone(mandate)
     usage = load_usage(uow, mandate.id)
@@ -131,7 +131,9 @@ def pay(
     hold_id = transfer_id = None
     if decision.outcome is Outcome.APPROVE:
         try:  # funds are checked as the hold is placed, before any of its rows is written
-            hold_id, transfer_id = settle(uow, principal, mandate, request, payment_id)
+            hold_id, transfer_id = settle(
+                uow, principal, mandate, request, payment_id, fee_bps=fee_bps
+            )
         except Unprocessable as error:
             if error.code != INSUFFICIENT_FUNDS:
                 raise
@@ -182,16 +184,22 @@ def _cart_hash(value: str | None) -> str | None:
 
 
 def merchant_category(uow: UnitOfWork, merchant_id: str, livemode: bool) -> str:
-    row = uow.execute(_CATEGORY, {"merchant_id": merchant_id, "livemode": livemode}).first()
+    return _merchant_terms(uow, merchant_id, livemode)[0]
+
+
+def _merchant_terms(uow: UnitOfWork, merchant_id: str, livemode: bool) -> tuple[str, int]:
+    """The merchant's category (for the mandate's rules) and platform fee (for the capture),
+    read at once."""
+    row = uow.execute(_MERCHANT, {"merchant_id": merchant_id, "livemode": livemode}).first()
     if row is None:
         raise NotFound(f"no such merchant: {merchant_id}", param="$.merchant")
-    return str(row.category)
+    return str(row.category), int(row.fee_bps)
 
 
 # The payment path's own statements, built once (building and keying one costs more than
 # running it). A window's count stops at ``cap`` rows: the store scans no further.
 _INSERT_PAYMENT = insert(payments)
-_CATEGORY = select(schema.merchants.c.category).where(
+_MERCHANT = select(schema.merchants.c.category, schema.merchants.c.fee_bps).where(
     schema.merchants.c.id == bindparam("merchant_id"),
     schema.merchants.c.livemode == bindparam("livemode"),
 )
@@ -322,8 +330,11 @@ def settle(
     mandate: Mandate,
     request: PaymentRequest,
     payment_id: str,
+    *,
+    fee_bps: int | None = None,
 ) -> tuple[str, str]:
-    """Hold on the user's wallet, captured by the payee at once; (hold id, transfer id)."""
+    """Hold on the user's wallet, captured by the payee at once; (hold id, transfer id).
+    ``fee_bps``: the merchant's fee when the caller read it already (else read here)."""
     user = _acting_for(principal, PrincipalType.USER, mandate.user, mandate)
     payee = _acting_for(principal, PrincipalType.MERCHANT, request.payee, mandate)
     captured = holds.create_and_capture(
@@ -334,6 +345,7 @@ def settle(
         amount=request.amount,
         currency=request.currency,
         description=f"payment {payment_id} under mandate {mandate.id}",
+        fee_bps=fee_bps,
     )
     transfer_id = captured.capture_transfer_id
     if transfer_id is None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -86,13 +86,17 @@ def create_account(
     return account
 
 
+def _system_key(kind: AccountKind, currency: str, livemode: bool) -> str:
+    return f"{kind.value}:{currency}:{'live' if livemode else 'test'}"
+
+
 def system_account(uow: UnitOfWork, kind: AccountKind, currency: str, livemode: bool) -> str:
     """The id of the platform's own account of ``kind`` in ``currency``, created on first use.
 
     Concurrent first uses race on the unique ``system_key``; ``ON CONFLICT DO NOTHING`` lets
     the loser read the winner's row instead of failing.
     """
-    key = f"{kind.value}:{currency}:{'live' if livemode else 'test'}"
+    key = _system_key(kind, currency, livemode)
     found = uow.execute(_SYSTEM_ACCOUNT, {"system_key": key}).scalar_one_or_none()
     if found is not None:
         return str(found)
@@ -122,6 +126,14 @@ _ACCOUNTS = select(A).where(A.c.id.in_(bindparam("ids", expanding=True))).order_
 # that each inserted a hold for one merchant then both waited to lock that merchant's
 # account for the capture (a deadlock, seen with concurrent payments on PostgreSQL).
 _ACCOUNTS_LOCKED = _ACCOUNTS.with_for_update(key_share=True)
+_ACCOUNTS_AND_SYSTEM_LOCKED = (
+    select(A)
+    .where(
+        or_(A.c.id.in_(bindparam("ids", expanding=True)), A.c.system_key == bindparam("system_key"))
+    )
+    .order_by(A.c.id)
+    .with_for_update(key_share=True)
+)
 _SAVE_ACCOUNT = (
     update(A)
     .where(A.c.id == bindparam("account_id"))
@@ -166,6 +178,25 @@ def load_accounts(
         if account is None or (livemode is not None and account.livemode != livemode):
             raise NotFound(f"no such account: {account_id}", param="$.account")
     return found
+
+
+def load_accounts_with_system(
+    uow: UnitOfWork, ids: Iterable[str], kind: AccountKind, currency: str, livemode: bool
+) -> tuple[dict[str, Account], str]:
+    """:func:`load_accounts` of ``ids`` locked, and the platform's own account of ``kind``
+    (:func:`system_account`) with them, in one statement: the accounts, and that one's id."""
+    wanted = sorted(set(ids))
+    key = _system_key(kind, currency, livemode)
+    rows = uow.execute(_ACCOUNTS_AND_SYSTEM_LOCKED, {"ids": wanted, "system_key": key}).all()
+    found = {row.id: account_from_row(row) for row in rows}
+    system = next((row.id for row in rows if row.system_key == key), None)
+    if system is None:  # its first use: made now, then locked with the others as usual
+        system = system_account(uow, kind, currency, livemode)
+        return load_accounts(uow, [*wanted, system], lock=True), system
+    for account_id in wanted:
+        if account_id not in found:
+            raise NotFound(f"no such account: {account_id}", param="$.account")
+    return found, system
 
 
 def save_accounts(uow: UnitOfWork, accounts: Iterable[Account]) -> None:

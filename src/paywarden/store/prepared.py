@@ -61,6 +61,7 @@ __all__ = [
 S = TypeVar("S")
 
 _REGISTRY: dict[int, _Prepared] = {}
+_CURSORS = "paywarden_cursors"  # the driver cursors kept with a pooled connection
 _KINDS = (Select, Insert, Update, Delete)
 
 
@@ -294,11 +295,9 @@ def _execute(
     before: Sequence[Pending] = (),
     checked: Pending | None = None,
 ) -> FastResult:
-    fairy = connection.connection  # the pooled DBAPI connection of this transaction
-    driver: Any = fairy.driver_connection
     if before:
         return _pipelined(connection, form, parameters, before, checked)
-    cursor = driver.cursor()
+    cursor = _cursors(connection, 1)[0]
     try:
         result = _send(cursor, form, parameters)
         if checked is not None:
@@ -308,8 +307,19 @@ def _execute(
         raise _wrapped(
             connection, error, cursor, parameters if form is None else form.sql, parameters
         ) from error
-    finally:
-        cursor.close()
+
+
+def _cursors(connection: Connection, count: int) -> list[Any]:
+    """At least ``count`` cursors of the connection's driver, kept with the pooled connection
+    and reused (each ``execute`` starts a cursor afresh): a new psycopg cursor costs about
+    45 µs more per statement than a reused one, a third of what psycopg spends on it."""
+    fairy = connection.connection  # the pooled DBAPI connection of this transaction
+    kept: list[Any] | None = fairy.info.get(_CURSORS)
+    if kept is None:
+        kept = fairy.info[_CURSORS] = []
+    while len(kept) < count:
+        kept.append(fairy.driver_connection.cursor())  # type: ignore[union-attr]
+    return kept
 
 
 def _send(cursor: Any, form: _Form | None, parameters: Any) -> FastResult:
@@ -346,13 +356,13 @@ def _pipelined(
     ``before`` without a result is the one that failed; if all have one, the statement
     did."""
     driver: Any = connection.connection.driver_connection
-    cursors: list[Any] = []
-    cursor = driver.cursor()
+    cursor, *cursors = _cursors(connection, len(before) + 1)[: len(before) + 1]
+    started = 0
     try:
         with driver.pipeline():
-            for write in before:
-                cursors.append(driver.cursor())
-                _start(cursors[-1], write.form, write.parameters)
+            for write, sent in zip(before, cursors, strict=True):
+                started += 1
+                _start(sent, write.form, write.parameters)
             _start(cursor, form, parameters)
         result = _finish(cursor, form)  # all answers are in: the pipeline synced on leaving
         for write, sent in zip(before, cursors, strict=True):
@@ -362,19 +372,16 @@ def _pipelined(
         return result
     except connection.dialect.loaded_dbapi.Error as error:
         failed = next(
-            (w for w, c in zip(before, cursors, strict=False) if c.pgresult is None), None
+            (w for w, c in zip(before[:started], cursors, strict=False) if c.pgresult is None),
+            None,
         )
-        if failed is None and len(cursors) < len(before):
-            failed = before[len(cursors)]
+        if failed is None and started < len(before):
+            failed = before[started]
         if failed is not None:
             form, parameters = failed.form, failed.parameters
         raise _wrapped(
             connection, error, cursor, parameters if form is None else form.sql, parameters
         ) from error
-    finally:
-        for sent in cursors:
-            sent.close()
-        cursor.close()
 
 
 def _check(write: Pending, cursor: Any) -> None:

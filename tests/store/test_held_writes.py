@@ -22,6 +22,7 @@ E = schema.events
 INSERT_EVENT = prepared(insert(E))
 RETYPE = prepared(update(E).where(E.c.id == bindparam("event_id")).values(type=bindparam("new")))
 TYPES = prepared(select(E.c.id, E.c.type).where(E.c.id.like("evt_held%")).order_by(E.c.id))
+EVENT_TYPE = prepared(select(E.c.type).where(E.c.id == bindparam("event_id")))
 NOT_PREPARED = update(E).where(E.c.id == bindparam("event_id")).values(type=bindparam("new"))
 AT = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 
@@ -158,3 +159,64 @@ def test_on_postgresql_a_held_write_costs_no_round_trip_of_its_own(pg_store: Sto
 
     pg_store.run(work)
     assert _types(pg_store) == {"evt_held_a": "test.held"}
+
+
+def test_a_prefetched_read_answers_as_the_read_itself(store: Store) -> None:
+    store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
+
+    def work(uow: UnitOfWork) -> tuple[Any, Any]:
+        uow.prefetch(TYPES, {})
+        uow.prefetch(EVENT_TYPE, {"event_id": "evt_held_a"})
+        first = uow.execute(EVENT_TYPE, {"event_id": "evt_held_a"}).one()
+        return first, uow.execute(TYPES, {}).all()
+
+    first, every = store.run(work)
+    assert tuple(first) == ("test.held",) and [tuple(row) for row in every] == [
+        ("evt_held_a", "test.held")
+    ]
+
+
+def test_a_change_after_a_prefetch_makes_the_read_run_again(store: Store) -> None:
+    store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
+
+    def work(uow: UnitOfWork) -> list[str]:
+        seen = []
+        for change in (
+            lambda: uow.write(RETYPE, {"event_id": "evt_held_a", "new": "test.written"}),
+            lambda: uow.execute(RETYPE, {"event_id": "evt_held_a", "new": "test.executed"}),
+            lambda: uow.savepoint().commit(),
+        ):
+            uow.prefetch(EVENT_TYPE, {"event_id": "evt_held_a"})
+            uow.execute(TYPES, {}).all()  # the prefetch goes out with this read
+            change()
+            seen.append(uow.execute(EVENT_TYPE, {"event_id": "evt_held_a"}).scalar_one())
+        return seen
+
+    assert store.run(work) == ["test.written", "test.executed", "test.executed"]
+
+
+def test_a_read_with_other_parameters_is_not_served_a_prefetched_one(store: Store) -> None:
+    store.run(lambda uow: uow.execute(INSERT_EVENT, [_event("evt_held_a"), _event("evt_held_b")]))
+
+    def work(uow: UnitOfWork) -> str:
+        uow.write(RETYPE, {"event_id": "evt_held_b", "new": "test.other"})
+        uow.prefetch(EVENT_TYPE, {"event_id": "evt_held_a"})
+        return str(uow.execute(EVENT_TYPE, {"event_id": "evt_held_b"}).scalar_one())
+
+    assert store.run(work) == "test.other"
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_prefetched_read_is_answered_from_its_round_trip(pg_store: Store) -> None:
+    """The read is not run again: a change another transaction commits after the prefetch
+    went out is not seen (at READ COMMITTED a fresh read would see it)."""
+    pg_store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
+
+    def work(uow: UnitOfWork) -> tuple[str, str]:
+        uow.prefetch(EVENT_TYPE, {"event_id": "evt_held_a"})
+        uow.execute(TYPES, {}).all()  # the prefetch goes out with this read
+        pg_store.run(lambda other: other.execute(RETYPE, {"event_id": "evt_held_a", "new": "x"}))
+        served = uow.execute(EVENT_TYPE, {"event_id": "evt_held_a"}).scalar_one()
+        return served, uow.execute(EVENT_TYPE, {"event_id": "evt_held_a"}).scalar_one()
+
+    assert pg_store.run(work) == ("test.held", "x")

@@ -5,7 +5,8 @@
 1. lock the mandate row ``FOR UPDATE`` (payments under one mandate, and its revocation, are
    serialized: a payment that commits after the revocation commit would have had to read
    the mandate after it, and then it reads ``revoked`` and is declined);
-2. load the usage, the merchant's category and the recent payments risk looks at;
+2. load the usage, the merchant's category and fee, and the recent payments risk looks at
+   (the first two go out with the mandate's lock, in one round trip on PostgreSQL);
 3. :func:`~paywarden.authorization.decision.decide`;
 4. approve: a hold on the user's wallet for the merchant, captured at once, through the hold
    services (``holds.create_and_capture``: the platform acts for the user, who authorized it
@@ -42,7 +43,12 @@ from paywarden.services import approvals, audit, holds, receipts
 from paywarden.services.ledger import own_account
 from paywarden.services.mandates import zone
 from paywarden.store import schema
-from paywarden.store.mandate_repo import load_mandate, load_usage, save_usage
+from paywarden.store.mandate_repo import (
+    load_mandate,
+    load_usage,
+    prefetch_mandate_and_usage,
+    save_usage,
+)
 from paywarden.store.outbox import emit
 from paywarden.store.prepared import prepare_all
 from paywarden.store.tables_mandates import payments
@@ -117,6 +123,11 @@ def pay(
         raise PermissionDenied("only an agent (a signed request) pays under a mandate")
     amount, currency = parse_amount(amount), parse_currency(currency)
     cart_hash = _cart_hash(cart_hash)
+    # The first reads go out together (one round trip on PostgreSQL), in this order: the
+    # mandate's lock before its usage; each is then read below as if on its own. The risk
+    # windows are not among them: they end at the payment's instant, read under the lock.
+    prefetch_mandate_and_usage(uow, mandate_id)
+    uow.prefetch(_MERCHANT, _merchant_params(merchant_id, principal.livemode))
     stored = load_mandate(uow, mandate_id, lock=True)
     mandate = stored.mandate
     if mandate.agent != principal.id or stored.livemode != principal.livemode:
@@ -187,10 +198,14 @@ def merchant_category(uow: UnitOfWork, merchant_id: str, livemode: bool) -> str:
     return _merchant_terms(uow, merchant_id, livemode)[0]
 
 
+def _merchant_params(merchant_id: str, livemode: bool) -> dict[str, Any]:
+    return {"merchant_id": merchant_id, "livemode": livemode}
+
+
 def _merchant_terms(uow: UnitOfWork, merchant_id: str, livemode: bool) -> tuple[str, int]:
     """The merchant's category (for the mandate's rules) and platform fee (for the capture),
     read at once."""
-    row = uow.execute(_MERCHANT, {"merchant_id": merchant_id, "livemode": livemode}).first()
+    row = uow.execute(_MERCHANT, _merchant_params(merchant_id, livemode)).first()
     if row is None:
         raise NotFound(f"no such merchant: {merchant_id}", param="$.merchant")
     return str(row.category), int(row.fee_bps)
@@ -255,6 +270,25 @@ _PAID_BEFORE = (
 )
 
 
+def _risk_counts_params(
+    mandate_id: str, agent_id: str | None, now: datetime, risk: RiskConfig
+) -> dict[str, Any]:
+    def window(name: str, window_s: int, deny_min: int) -> dict[str, Any]:
+        return {
+            f"since_{name}": now - timedelta(seconds=window_s),
+            f"cap_{name}": min(deny_min, risk.history_size_max),
+        }
+
+    return {
+        "mandate_id": mandate_id,
+        "size": risk.history_size_max,
+        "agent_id": agent_id,
+        **window("agent", risk.agent_window_s, risk.agent_deny_min),
+        **window("mandate", risk.mandate_window_s, risk.mandate_deny_min),
+        **window("failure", risk.failure_window_s, risk.failure_deny_min),
+    }
+
+
 def risk_inputs(
     uow: UnitOfWork, mandate: Mandate, merchant_id: str, now: datetime, risk: RiskConfig
 ) -> RiskInputs:
@@ -262,22 +296,9 @@ def risk_inputs(
     decision does not grow with the history: a count stops there or at its deny threshold,
     whichever is lower (beyond the threshold a higher count decides the same)."""
 
-    def window(name: str, window_s: int, deny_min: int) -> dict[str, Any]:
-        return {
-            f"since_{name}": now - timedelta(seconds=window_s),
-            f"cap_{name}": min(deny_min, risk.history_size_max),
-        }
-
     size = {"mandate_id": mandate.id, "size": risk.history_size_max}
     counts = uow.execute(
-        _RISK_COUNTS,
-        {
-            **size,
-            "agent_id": mandate.agent,
-            **window("agent", risk.agent_window_s, risk.agent_deny_min),
-            **window("mandate", risk.mandate_window_s, risk.mandate_deny_min),
-            **window("failure", risk.failure_window_s, risk.failure_deny_min),
-        },
+        _RISK_COUNTS, _risk_counts_params(mandate.id, mandate.agent, now, risk)
     ).one()
     known = int(counts.history)
     middle: list[int] = []

@@ -80,6 +80,13 @@ _DROP_USAGE = delete(mandate_usage).where(mandate_usage.c.mandate_id == bindpara
 _INSERT_USAGE = insert(mandate_usage)
 
 
+def prefetch_mandate_and_usage(uow: UnitOfWork, mandate_id: str) -> None:
+    """Send ahead (``UnitOfWork.prefetch``) what a payment reads first: the mandate, locked,
+    then its usage (read after the lock, as :func:`load_mandate` and :func:`load_usage`)."""
+    uow.prefetch(_MANDATE_LOCKED, {"mandate_id": mandate_id})
+    uow.prefetch(_USAGE, {"mandate_id": mandate_id})
+
+
 def load_mandate(uow: UnitOfWork, mandate_id: str, *, lock: bool) -> MandateRow:
     row = uow.execute(_MANDATE_LOCKED if lock else _MANDATE, {"mandate_id": mandate_id}).first()
     if row is None:

@@ -21,7 +21,8 @@ Writes held back by :meth:`~paywarden.store.unit_of_work.UnitOfWork.write` (a
 :class:`Pending` each) go to PostgreSQL ahead of the next statement in one round trip, in
 psycopg's pipeline mode: the server runs them in order and skips what follows a failure up
 to the sync, so the first one without a result is the one whose error is raised (with its
-own SQL in the error). An agent payment waits for 18 round trips instead of 36.
+own SQL in the error). Reads sent ahead (:class:`Pending` with a ``result``) go the same
+way. An agent payment waits for 13 round trips instead of 36.
 
 Only statements that live as long as the process may be registered: the registry keys on
 the statement object's identity and keeps it alive.
@@ -240,12 +241,15 @@ class Pending(NamedTuple):
     """A write sent later, in one round trip with the next statement that needs an answer
     (see :meth:`~paywarden.store.unit_of_work.UnitOfWork.write`): its form (None for SQL
     without parameters, such as ``SAVEPOINT …``, held in ``parameters``), its values, and
-    the row count it must report (None: not checked) with what it means when it does not."""
+    the row count it must report (None: not checked) with what it means when it does not.
+    A read sent ahead (:meth:`~paywarden.store.unit_of_work.UnitOfWork.prefetch`) gets its
+    result put in ``result`` once it is in."""
 
     form: _Form | None
     parameters: Any
     rows: int | None
     lost: str
+    result: list[FastResult] | None = None
 
 
 def form_of(connection: Connection, statement: Any, parameters: Any) -> _Form | None:
@@ -302,6 +306,8 @@ def _execute(
         result = _send(cursor, form, parameters)
         if checked is not None:
             _check(checked, cursor)
+            if checked.result is not None:
+                checked.result.append(result)
         return result
     except connection.dialect.loaded_dbapi.Error as error:
         raise _wrapped(
@@ -367,8 +373,12 @@ def _pipelined(
         result = _finish(cursor, form)  # all answers are in: the pipeline synced on leaving
         for write, sent in zip(before, cursors, strict=True):
             _check(write, sent)
+            if write.result is not None:
+                write.result.append(_finish(sent, write.form))
         if checked is not None:
             _check(checked, cursor)
+            if checked.result is not None:
+                checked.result.append(result)
         return result
     except connection.dialect.loaded_dbapi.Error as error:
         failed = next(

@@ -27,11 +27,11 @@ import functools
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, bindparam, func, select, text
+from sqlalchemy import Engine, Select, bindparam, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -41,6 +41,7 @@ from paywarden.kernel.errors import Unavailable
 from paywarden.kernel.invariant import invariant
 from paywarden.store import schema
 from paywarden.store.prepared import (
+    FastResult,
     Pending,
     form_of,
     prepared,
@@ -87,17 +88,52 @@ class UnitOfWork:
         # through psycopg, whose pipeline mode sends them in that statement's round trip.
         self._defers = connection.dialect.driver == "psycopg" and _pipeline_supported()
         self._pending: list[Pending] = []
+        # Reads sent ahead (see prefetch): their result, once in, and the count of changes
+        # made in this unit when each was queued; any later change makes it stale.
+        self._reads: dict[tuple[int, Any], tuple[list[FastResult], int]] = {}
+        self._changes = 0
 
     def execute(self, statement: Any, parameters: Any = None) -> Any:
         """Run a statement; one registered with :func:`~paywarden.store.prepared.prepared`
         runs on the driver directly (see that module). Writes held back by :meth:`write`
         go first, in the same round trip when the statement runs on the driver."""
+        if self._reads:
+            served = self._prefetched(statement, parameters)
+            if served is not None:
+                return served
+        if not isinstance(statement, Select):
+            self._changes += 1
         pending, self._pending = self._pending, []
         result = run_prepared(self.connection, statement, parameters, pending)
         if result is None:
             send_pending(self.connection, pending)
             return self.connection.execute(statement, parameters)
         return result
+
+    def prefetch(self, statement: Any, parameters: Any) -> None:
+        """Send a read the unit is about to run ahead, with the next round trip: the first
+        :meth:`execute` of the same statement with equal parameters gets its result, unless
+        the unit changed anything since (then that execute runs it again). On PostgreSQL a
+        payment sends its first reads together this way; elsewhere this does nothing."""
+        key = _read_key(statement, parameters)
+        if not self._defers or key is None:
+            return
+        form = form_of(self.connection, statement, parameters)
+        if form is None or form.many or form.rows is None:
+            return
+        box: list[FastResult] = []
+        self._pending.append(Pending(form, parameters, None, "", box))
+        self._reads[key] = (box, self._changes)
+
+    def _prefetched(self, statement: Any, parameters: Any) -> FastResult | None:
+        key = _read_key(statement, parameters)
+        entry = self._reads.pop(key, None) if key is not None else None
+        if entry is None or entry[1] != self._changes:
+            return None
+        box = entry[0]
+        if not box:  # still held back: send it now, with what was held before it
+            self.send_pending()
+        return box[0]
 
     def write(
         self, statement: Any, parameters: Any = None, *, rows: int | None = None, lost: str = ""
@@ -113,6 +149,7 @@ class UnitOfWork:
         around it is released, and never by a ``rollback()`` of that savepoint, which drops
         what was held back after it. Elsewhere it runs at once. Only a statement registered
         with :func:`~paywarden.store.prepared.prepared` is held back; others run at once."""
+        self._changes += 1
         if self._defers:
             form = form_of(self.connection, statement, parameters)
             if form is not None:
@@ -134,6 +171,7 @@ class UnitOfWork:
         or roll back the inner one first. On PostgreSQL the ``SAVEPOINT`` itself is sent
         with the next statement, as a held-back write."""
         self._savepoints += 1
+        self._changes += 1
         return Savepoint(self, f"pw_savepoint_{self._savepoints}")
 
     def wrote_transfer(self, transfer_id: str) -> None:
@@ -174,6 +212,7 @@ class Savepoint:
     def commit(self) -> None:
         """Release the savepoint, after sending what was held back (its errors raise here)."""
         uow = self._uow
+        uow._changes += 1
         pending, uow._pending = uow._pending, []
         run_driver_sql(uow.connection, f"RELEASE SAVEPOINT {self._name}", pending)
 
@@ -181,6 +220,7 @@ class Savepoint:
         """Undo what followed the savepoint: what was held back after it is dropped unsent;
         if the ``SAVEPOINT`` itself was never sent, nothing after it was either."""
         uow = self._uow
+        uow._changes += 1
         held = next((i for i, w in enumerate(uow._pending) if w is self._marker), None)
         if held is not None:
             del uow._pending[held:]
@@ -338,6 +378,19 @@ class Store:
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+
+def _read_key(statement: Any, parameters: Any) -> tuple[int, Any] | None:
+    """What a prefetched read is found by: the statement and its parameters (None when they
+    cannot be compared)."""
+    if not isinstance(parameters, Mapping):
+        return None
+    key = (id(statement), tuple(sorted(parameters.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 @functools.cache

@@ -147,7 +147,7 @@ def create_and_capture(
     access.require_type(user, PrincipalType.USER)
     now = uow.clock.now()
     payer, to = _hold_accounts(uow, user, None, destination, currency, description)
-    accounts, _fee_id = load_accounts_with_system(
+    accounts = load_accounts_with_system(
         uow, [payer.id, to.id], AccountKind.PLATFORM_FEES, currency, payer.livemode
     )
     if not access.owns(payee, accounts[to.id]):
@@ -187,7 +187,7 @@ def _locked_hold(
     if hold.livemode != principal.livemode:
         raise NotFound(f"no such hold: {hold_id}", param="$.hold")
     ids = [hold.source_account_id, hold.destination_account_id]
-    accounts, _fee_id = load_accounts_with_system(
+    accounts = load_accounts_with_system(
         uow, ids, AccountKind.PLATFORM_FEES, hold.currency, hold.livemode
     )
     payer, payee = accounts[hold.source_account_id], accounts[hold.destination_account_id]

@@ -254,10 +254,8 @@ def complete_claimed_here(
 ) -> None:
     """:func:`complete` for a key claimed in this same transaction, whose row no one else
     can take over: it must be found, and the update is a write held back until the next
-    statement (``UnitOfWork.write``)."""
-    if status >= 500:
-        invariant(release(uow, scope, claimed), "a key claimed in this unit of work is its own")
-        return
+    statement (``UnitOfWork.write``). A 5xx answer is never stored (raise it instead)."""
+    invariant(status < 500, "a 5xx answer is not stored under an Idempotency-Key (ACP 6.5)")
     uow.write(
         _COMPLETE,
         {**scope.params(), "s_token": claimed.lock_token, "new_status": status, "new_body": body},

@@ -173,6 +173,12 @@ def load_accounts(
     wanted = sorted(set(ids))
     query = _ACCOUNTS_LOCKED if lock else _ACCOUNTS
     found = {row.id: account_from_row(row) for row in uow.execute(query, {"ids": wanted})}
+    return _all_found(found, wanted, livemode)
+
+
+def _all_found(
+    found: dict[str, Account], wanted: Iterable[str], livemode: bool | None = None
+) -> dict[str, Account]:
     for account_id in wanted:
         account = found.get(account_id)
         if account is None or (livemode is not None and account.livemode != livemode):
@@ -182,21 +188,17 @@ def load_accounts(
 
 def load_accounts_with_system(
     uow: UnitOfWork, ids: Iterable[str], kind: AccountKind, currency: str, livemode: bool
-) -> tuple[dict[str, Account], str]:
+) -> dict[str, Account]:
     """:func:`load_accounts` of ``ids`` locked, and the platform's own account of ``kind``
-    (:func:`system_account`) with them, in one statement: the accounts, and that one's id."""
+    (:func:`system_account`) with them, in one statement."""
     wanted = sorted(set(ids))
     key = _system_key(kind, currency, livemode)
     rows = uow.execute(_ACCOUNTS_AND_SYSTEM_LOCKED, {"ids": wanted, "system_key": key}).all()
-    found = {row.id: account_from_row(row) for row in rows}
-    system = next((row.id for row in rows if row.system_key == key), None)
-    if system is None:  # its first use: made now, then locked with the others as usual
-        system = system_account(uow, kind, currency, livemode)
-        return load_accounts(uow, [*wanted, system], lock=True), system
-    for account_id in wanted:
-        if account_id not in found:
-            raise NotFound(f"no such account: {account_id}", param="$.account")
-    return found, system
+    if not any(row.system_key == key for row in rows):  # its first use: made, then locked
+        return load_accounts(
+            uow, [*wanted, system_account(uow, kind, currency, livemode)], lock=True
+        )
+    return _all_found({row.id: account_from_row(row) for row in rows}, wanted)
 
 
 def save_accounts(uow: UnitOfWork, accounts: Iterable[Account]) -> None:

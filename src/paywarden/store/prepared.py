@@ -305,9 +305,7 @@ def _execute(
     try:
         result = _send(cursor, form, parameters)
         if checked is not None:
-            _check(checked, cursor)
-            if checked.result is not None:
-                checked.result.append(result)
+            _answered(checked, cursor, result)
         return result
     except connection.dialect.loaded_dbapi.Error as error:
         raise _wrapped(
@@ -372,21 +370,15 @@ def _pipelined(
             _start(cursor, form, parameters)
         result = _finish(cursor, form)  # all answers are in: the pipeline synced on leaving
         for write, sent in zip(before, cursors, strict=True):
-            _check(write, sent)
-            if write.result is not None:
-                write.result.append(_finish(sent, write.form))
+            _answered(write, sent)
         if checked is not None:
-            _check(checked, cursor)
-            if checked.result is not None:
-                checked.result.append(result)
+            _answered(checked, cursor, result)
         return result
     except connection.dialect.loaded_dbapi.Error as error:
         failed = next(
             (w for w, c in zip(before[:started], cursors, strict=False) if c.pgresult is None),
             None,
         )
-        if failed is None and started < len(before):
-            failed = before[started]
         if failed is not None:
             form, parameters = failed.form, failed.parameters
         raise _wrapped(
@@ -394,9 +386,13 @@ def _pipelined(
         ) from error
 
 
-def _check(write: Pending, cursor: Any) -> None:
+def _answered(write: Pending, cursor: Any, result: FastResult | None = None) -> None:
+    """A held statement's answer is in: check its row count, hand a read sent ahead its
+    result (``result``, when the caller built it already)."""
     if write.rows is not None and cursor.rowcount != write.rows:
         raise InvariantViolation(write.lost)
+    if write.result is not None:
+        write.result.append(result if result is not None else _finish(cursor, write.form))
 
 
 def _wrapped(

@@ -144,7 +144,7 @@ class UnitOfWork:
 
         On PostgreSQL the write is held back and sent, in order, in the round trip of the
         next statement that needs an answer: a read, a savepoint's release or rollback, the
-        commit. A payment's twenty writes cost no round trip of their own. Its errors (and
+        commit: a payment's writes cost no round trip of their own. Its errors (and
         its row check) are raised there, so at the latest when the innermost savepoint
         around it is released, and never by a ``rollback()`` of that savepoint, which drops
         what was held back after it. Elsewhere it runs at once. Only a statement registered

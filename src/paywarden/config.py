@@ -48,6 +48,20 @@ class Settings(BaseSettings):
     )
     sqlite_synchronous: Literal["FULL", "EXTRA", "NORMAL"] = "FULL"
     database_pool_size: int = Field(20, ge=1, le=200)
+    group_lanes: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="groups of concurrent writes committing at once on PostgreSQL, each on"
+        " its own connection (SQLite has one writer: always 1)",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="server processes of `serve`; on PostgreSQL more use more cores (SQLite"
+        " has one writer: keep 1)",
+    )
     risk: dict[str, int | bool] = Field(
         default_factory=dict,
         description="overrides of the risk thresholds (paywarden.authorization.risk.RiskConfig),"

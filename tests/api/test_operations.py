@@ -7,10 +7,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from conftest import Api
+from conftest import Api, sqlite_url
+from live_server import prepare, serving
 from paywarden.api.app import create_app
 from paywarden.config import Settings
 from paywarden.store import migrate
@@ -205,3 +207,21 @@ def test_a_limit_outside_1_to_100_is_refused(api: Api) -> None:
         assert error["type"] == "invalid_request_error"
     for limit in (1, 100):
         assert api.get("/v1/transfers", key, params={"limit": limit}).status_code == 200
+
+
+def test_serve_with_workers_runs_them_on_the_parents_settings(tmp_path: Path) -> None:
+    """``serve --workers 2``: two processes answer on one port, each with the settings the
+    parent read (the TOML file named by --config, the --database-url): a body over the
+    file's limit gets 413 on every fresh connection, whichever worker takes it."""
+    database_url = sqlite_url(tmp_path)
+    prepare(database_url)
+    config = tmp_path / "paywarden.toml"
+    config.write_text("body_bytes_max = 2048\n", encoding="ascii")
+    log_path = tmp_path / "server.log"
+    with serving(database_url, log_path, "--workers", "2", "--config", str(config)) as base:
+        for _ in range(8):
+            with httpx.Client(base_url=base, timeout=30) as fresh:  # a new connection each
+                assert fresh.get("/readyz").status_code == 200
+                too_big = fresh.post("/v1/transfers", content=b"x" * 4096)
+                assert too_big.status_code == 413, too_big.text
+    assert "2 worker processes" in log_path.read_text(errors="replace")

@@ -38,7 +38,7 @@ from paywarden.api.routes_privacy import router as privacy_router
 from paywarden.api.routes_refund_requests import router as refund_requests_router
 from paywarden.api.routes_webhooks import router as webhooks_router
 from paywarden.api.runtime import Runtime
-from paywarden.config import Settings
+from paywarden.config import Settings, load_settings
 from paywarden.kernel.errors import InvalidRequest, NotFound, PaywardenError
 from paywarden.kernel.invariant import invariant
 from paywarden.mcp import http as mcp_http
@@ -51,7 +51,7 @@ from paywarden.trust.custody import Purpose
 from paywarden.web.routes import router as web_router
 from paywarden.worker.delivery import deliver_in_process
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_app_from_environment"]
 
 DESCRIPTION = """The paywarden API: wallets, a double-entry ledger, holds, captures,
 refunds and transfers. Authenticate with `Authorization: Bearer pw_test_…`; send an
@@ -65,7 +65,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             pool_size=settings.database_pool_size,
             sqlite_synchronous=settings.sqlite_synchronous,
         )
-        store = Store(engine)
+        store = Store(engine, lanes=settings.group_lanes)
     runtime = Runtime(settings=settings, store=store)
     _ = runtime.risk  # a bad risk setting fails at start, not on the first payment
 
@@ -126,6 +126,13 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.add_middleware(RequestId)
     app.add_middleware(AcpRequestId)  # outermost: on /acp/ the client's Request-Id wins
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one of several ``paywarden serve --workers N`` processes: its settings read
+    as the parent read them (``serve`` puts its database URL and TOML file in the
+    environment the workers inherit); the parent migrated the database already."""
+    return create_app(load_settings())
 
 
 log = logging.getLogger("paywarden")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import sys
 import time
@@ -39,7 +40,15 @@ from paywarden.store import migrate, schema
 from paywarden.store.engine import make_engine
 from paywarden.store.unit_of_work import Store, UnitOfWork
 
-__all__ = ["check_books", "funded_user", "idempotent", "in_process", "over_http", "serve_command"]
+__all__ = [
+    "check_books",
+    "funded_user",
+    "idempotent",
+    "in_process",
+    "over_http",
+    "serve_command",
+    "serve_workers",
+]
 
 AMOUNT = 500
 FEE_BPS = 100
@@ -283,11 +292,22 @@ def over_http(
     return Outcome(Run(load.count, load.elapsed_s, load.latencies_s, checks))
 
 
+def serve_workers(database_url: str) -> int:
+    """How many processes serve ``database_url`` in a benchmark, as docs/operations.md
+    advises: one per core on PostgreSQL; one on SQLite, whose single writer more processes
+    only make wait for each other."""
+    if database_url.startswith("sqlite"):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
+
+
 def serve_command(
     database_url: str, env: dict[str, str] | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """``paywarden serve`` on ``database_url`` (migrated already), with a fresh master key;
-    ``env`` adds ``PAYWARDEN_*`` settings. The port comes from :func:`server`."""
+    """``paywarden serve`` on ``database_url`` (migrated already), with a fresh master key
+    and :func:`serve_workers` processes; ``env`` adds ``PAYWARDEN_*`` settings. The port
+    comes from :func:`server`."""
     command = [
         sys.executable,
         "-c",
@@ -301,5 +321,6 @@ def serve_command(
     return command, {
         "PAYWARDEN_LOG_LEVEL": "warning",
         "PAYWARDEN_MASTER_KEY": master_key,
+        "PAYWARDEN_WORKERS": str(serve_workers(database_url)),
         **(env or {}),
     }

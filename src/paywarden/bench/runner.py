@@ -419,6 +419,11 @@ def _machine(config: Config) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "sqlite": sqlite3.sqlite_version,
         "paywarden": paywarden.__version__,
+        # `paywarden serve --workers` of the HTTP scenarios, by backend (see ledger.serve_workers)
+        "serve_workers": {
+            backend: ledger.serve_workers("sqlite://" if backend == "sqlite" else config.pg_url)
+            for backend in sorted(config.backends)
+        },
     }
     if "postgres" in config.backends:
         import psycopg  # noqa: PLC0415
@@ -571,7 +576,8 @@ def markdown(report: dict[str, Any], results: list[ScenarioResult]) -> str:
                 f"`{report['command']}`, {report['started_at'][:16]} UTC, took "
                 f"{report['duration_s']} s; machine: {machine['nproc']} cores "
                 f"({machine['cpu_model']}), python {machine['python']}, sqlite {machine['sqlite']}"
-                + (f", postgres {machine['postgres']}" if "postgres" in machine else ""),
+                + (f", postgres {machine['postgres']}" if "postgres" in machine else "")
+                + f"; served by {_workers(machine)}",
                 "",
                 head,
                 rule,
@@ -581,6 +587,15 @@ def markdown(report: dict[str, Any], results: list[ScenarioResult]) -> str:
             ]
         )
         + "\n"
+    )
+
+
+def _workers(machine: dict[str, Any]) -> str:
+    """``serve --workers`` of the HTTP scenarios, in words."""
+    counts = machine.get("serve_workers", {})
+    return ", ".join(
+        f"{count} process{'es' if count > 1 else ''} on {backend}"
+        for backend, count in counts.items()
     )
 
 
@@ -667,6 +682,7 @@ def run_cli(
         f"machine: {machine['nproc']} cores, {machine['cpu_model']}; "
         f"python {machine['python']}, sqlite {machine['sqlite']}"
         + (f", postgres {machine['postgres']}" if "postgres" in machine else "")
+        + f"; served by {_workers(machine)}"
     )
     console.print(f"took {report['duration_s']} s; report: {path} (and .svg, .md)")
     if not report["verified"]:

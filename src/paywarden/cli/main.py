@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -51,7 +52,7 @@ def _runtime(config: Path | None, database_url: str | None) -> Any:
         pool_size=settings.database_pool_size,
         sqlite_synchronous=settings.sqlite_synchronous,
     )
-    return Runtime(settings=settings, store=Store(engine))
+    return Runtime(settings=settings, store=Store(engine, lanes=settings.group_lanes))
 
 
 def _ensure_sqlite_folder(url: str) -> None:
@@ -118,6 +119,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="interface to bind")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port")] = None,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="skip migrations")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="server processes (PAYWARDEN_WORKERS, default 1); on PostgreSQL more use"
+            " more cores; SQLite has one writer, so more do not pay faster there",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API (and, as they land, the dashboard) on HTTP."""
     import uvicorn  # noqa: PLC0415
@@ -127,24 +137,42 @@ def serve(
 
     rt = _runtime(config, database_url)
     settings = rt.settings.model_copy(
-        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        update={
+            k: v
+            for k, v in {"host": host, "port": port, "workers": workers}.items()
+            if v is not None
+        }
     )
     if not no_migrate:
         migrations.upgrade(rt.store.engine)
         _ensure_master_key(rt.settings)
         _show_admin_key(rt)
-    application = create_app(settings, rt.store)
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"paywarden {paywarden.__version__} on {base}")
     console.print(f"  API docs:  {base}/docs")
     console.print(f"  OpenAPI:   {base}/openapi.json")
     console.print(f"  health:    {base}/healthz   metrics: {base}/metrics")
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, rt.store), **options)
+        return
+    console.print(f"  {settings.workers} worker processes (metrics are per process)")
+    rt.store.engine.dispose()
+    # The workers read their settings as this process did: the same TOML file, and the
+    # database URL given on the command line, through the environment they inherit.
+    os.environ["PAYWARDEN_DATABASE_URL"] = settings.database_url
+    if config is not None:
+        os.environ["PAYWARDEN_CONFIG"] = str(config.resolve())
     uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
+        "paywarden.api.app:create_app_from_environment",
+        factory=True,
+        workers=settings.workers,
+        **options,
     )
 
 

@@ -30,7 +30,7 @@ from paywarden.trust.audit import (
     VerifyReport,
 )
 
-__all__ = ["checkpoint", "record", "verify"]
+__all__ = ["checkpoint", "record", "record_at_end", "verify"]
 
 
 def record(
@@ -44,7 +44,18 @@ def record(
 ) -> AuditRecord:
     """Append one audit record in the caller's transaction. ``actor`` is None for the
     platform acting on its own (an expiry, a scheduled job)."""
-    audit_entry = audit.entry(
+    return audit_repo.append(uow, _entry(uow, event_type, actor, subject_id, data, partitions))
+
+
+def _entry(
+    uow: UnitOfWork,
+    event_type: str,
+    actor: Principal | None,
+    subject_id: str | None,
+    data: Mapping[str, Any],
+    partitions: int,
+) -> audit.AuditEntry:
+    return audit.entry(
         event_type=event_type,
         actor_type=actor.type.value if actor else None,
         actor_id=actor.id if actor else None,
@@ -53,7 +64,18 @@ def record(
         occurred_at=uow.clock.now(),
         partitions=partitions,
     )
-    return audit_repo.append(uow, audit_entry)
+
+
+def record_at_end(
+    uow: UnitOfWork,
+    event_type: str,
+    actor: Principal | None,
+    subject_id: str | None,
+    data: Mapping[str, Any],
+) -> None:
+    """:func:`record`, appended at the end of the caller's transaction (its partition's
+    head is then locked only until the commit; see ``UnitOfWork.audit_at_end``)."""
+    uow.audit_at_end(_entry(uow, event_type, actor, subject_id, data, PARTITIONS_DEFAULT))
 
 
 def checkpoint(uow: UnitOfWork, signer: Signer) -> Checkpoint:

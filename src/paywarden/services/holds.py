@@ -143,18 +143,26 @@ def create_and_capture(
     (``insufficient_funds`` as :func:`create_hold` raises it) but never written; the three
     accounts are locked once, in id order. An agent's payment (``services.payments``) pays
     this way, passing the merchant's ``fee_bps`` it read with the merchant's category;
-    tests/payments/test_capture_at_once.py holds it to the two-step path."""
+    tests/payments/test_capture_at_once.py holds it to the two-step path.
+
+    Only the payer's account is locked. The payee's and the platform's fee account, which
+    every payment to that merchant credits, are read without a lock and credited at the
+    end of the transaction (``UnitOfWork.credit_at_end``; a group of payments credits
+    each once, at the group's end): their rows stay free until then."""
     access.require_type(user, PrincipalType.USER)
     now = uow.clock.now()
     payer, to = _hold_accounts(uow, user, None, destination, currency, description)
-    accounts = load_accounts_with_system(
-        uow, [payer.id, to.id], AccountKind.PLATFORM_FEES, currency, payer.livemode
-    )
-    if not access.owns(payee, accounts[to.id]):
+    if not access.owns(payee, to):
         raise PermissionDenied("only the payee (or an admin) may capture a hold")
+    credited = load_accounts_with_system(
+        uow, [to.id], AccountKind.PLATFORM_FEES, currency, payer.livemode, lock=False
+    )
+    accounts = {**credited, **load_accounts(uow, [payer.id], lock=True)}
     hold = _pending_hold(payer, to, currency, amount, now + HOLD_TTL_DEFAULT)
     accounts[payer.id] = ledger.reserve(accounts[payer.id], amount)  # in memory only
-    captured, transfer_id = _post_capture(uow, hold, accounts, amount, now, fee_bps)
+    captured, transfer_id = _post_capture(
+        uow, hold, accounts, amount, now, fee_bps, credited_at_end=credited
+    )
     insert_hold(uow, captured, description, now, capture_transfer_id=transfer_id)
     emit(uow, "hold.created", hold.livemode, wire(HoldView(hold, now, None, description)))
     view = HoldView(captured, now, transfer_id, description)
@@ -220,11 +228,14 @@ def _post_capture(
     amount: int,
     now: datetime,
     fee_bps: int | None = None,
+    *,
+    credited_at_end: dict[str, Account] | None = None,
 ) -> tuple[Hold, str]:
     """Capture ``amount`` of a pending hold whose accounts (payer, payee, platform fees) are
-    locked: release the payer's reservation, post payer → payee less the fee → fees. The
-    captured hold, to be saved, and the capture transfer's id. ``fee_bps``: the payee's fee
-    when the caller read it in this transaction already."""
+    locked, but for those in ``credited_at_end`` (read without a lock, credited at the end
+    of the transaction): release the payer's reservation, post payer → payee less the fee
+    → fees. The captured hold, to be saved, and the capture transfer's id. ``fee_bps``: the
+    payee's fee when the caller read it in this transaction already."""
     hold_rules.check_capturable(hold, amount, now)
     payee = accounts[hold.destination_account_id]
     if fee_bps is None:
@@ -240,7 +251,8 @@ def _post_capture(
         source_id=hold.source_account_id,
         destination_id=hold.destination_account_id,
         postings=postings,
-        locked=accounts,
+        locked={k: a for k, a in accounts.items() if k not in (credited_at_end or {})},
+        credited_at_end=credited_at_end,
         hold_id=hold.id,
     )
     return captured, record.id

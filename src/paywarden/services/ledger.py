@@ -3,6 +3,7 @@ reading accounts and transfers."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,11 +120,18 @@ def post_transfer(
     destination_id: str,
     postings: list[Posting],
     locked: dict[str, Account],
+    credited_at_end: Mapping[str, Account] | None = None,
     **links: Any,
 ) -> TransferRecord:
-    """Apply postings to locked accounts, write the transfer, and return it."""
-    updated = ledger.apply_postings(locked, postings)
-    save_accounts(uow, updated.values())
+    """Apply postings to locked accounts, write the transfer, and return it. The postings
+    to ``credited_at_end`` (accounts read without a lock, each credited) are added to their
+    balances at the end of the transaction (``UnitOfWork.credit_at_end``)."""
+    later = credited_at_end or {}
+    updated = ledger.apply_postings({**locked, **later}, postings)
+    save_accounts(uow, [account for key, account in updated.items() if key not in later])
+    for posting in postings:
+        if posting.account_id in later:
+            uow.credit_at_end(posting.account_id, posting.amount)
     now = uow.clock.now()
     transfer_id = insert_transfer(
         uow,

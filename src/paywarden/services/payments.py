@@ -175,7 +175,7 @@ def pay(
         policy = approval or approvals.ApprovalPolicy()
         created = approvals.create(uow, principal, record, policy)
         record = replace(record, approval_id=created.id)
-    audit.record(
+    audit.record_at_end(
         uow,
         _EVENT[decision.outcome],
         principal,

@@ -15,7 +15,7 @@ checkpoint read refers to records the later read still sees.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "UNDECODABLE_DATA_KEY",
     "StoredLog",
     "append",
+    "append_all",
     "load_all",
     "load_checkpoints",
     "load_heads",
@@ -88,18 +89,40 @@ def append(uow: UnitOfWork, audit_entry: AuditEntry) -> AuditRecord:
     head = _lock_head(uow, audit_entry.partition)
     record = seal(audit_entry, sequence=head.sequence + 1, prev_hash=head.hash)
     uow.write(_INSERT_RECORD, _row(record))
+    _move_head(uow, head, ChainHead(record.partition, record.sequence, record.hash))
+    return record
+
+
+def append_all(uow: UnitOfWork, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+    """Append ``entries`` in order, locking their partitions' heads in partition order
+    first (so that two transactions appending at once never deadlock)."""
+    invariant(not uow.read_only, "audit records are not written in a read-only transaction")
+    heads = {p: _lock_head(uow, p) for p in sorted({entry.partition for entry in entries})}
+    moved = dict(heads)
+    records = []
+    for audit_entry in entries:
+        head = moved[audit_entry.partition]
+        record = seal(audit_entry, sequence=head.sequence + 1, prev_hash=head.hash)
+        moved[record.partition] = ChainHead(record.partition, record.sequence, record.hash)
+        records.append(record)
+    uow.write(_INSERT_RECORD, [_row(record) for record in records])
+    for partition, head in heads.items():
+        _move_head(uow, head, moved[partition])
+    return records
+
+
+def _move_head(uow: UnitOfWork, head: ChainHead, to: ChainHead) -> None:
     uow.write(
         _MOVE_HEAD,
         {
             "head_partition": head.partition,
             "head_sequence": head.sequence,
-            "new_sequence": record.sequence,
-            "new_hash": record.hash,
+            "new_sequence": to.sequence,
+            "new_hash": to.hash,
         },
         rows=1,
         lost=f"audit head {head.partition} moved under its lock",
     )
-    return record
 
 
 def _lock_head(uow: UnitOfWork, partition: int) -> ChainHead:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from paywarden.adapters.ids import new_id
 from paywarden.kernel.errors import NotFound
+from paywarden.kernel.money import BALANCE_MINOR_MAX
 from paywarden.payments.holds import Hold, HoldStatus
 from paywarden.payments.ledger import Account, AccountKind, Posting
 from paywarden.store import schema
@@ -21,6 +22,7 @@ from paywarden.store.unit_of_work import UnitOfWork
 __all__ = [
     "account_from_row",
     "create_account",
+    "credit",
     "hold_from_row",
     "insert_hold",
     "insert_transfer",
@@ -126,18 +128,23 @@ _ACCOUNTS = select(A).where(A.c.id.in_(bindparam("ids", expanding=True))).order_
 # that each inserted a hold for one merchant then both waited to lock that merchant's
 # account for the capture (a deadlock, seen with concurrent payments on PostgreSQL).
 _ACCOUNTS_LOCKED = _ACCOUNTS.with_for_update(key_share=True)
-_ACCOUNTS_AND_SYSTEM_LOCKED = (
+_ACCOUNTS_AND_SYSTEM = (
     select(A)
     .where(
         or_(A.c.id.in_(bindparam("ids", expanding=True)), A.c.system_key == bindparam("system_key"))
     )
     .order_by(A.c.id)
-    .with_for_update(key_share=True)
 )
+_ACCOUNTS_AND_SYSTEM_LOCKED = _ACCOUNTS_AND_SYSTEM.with_for_update(key_share=True)
 _SAVE_ACCOUNT = (
     update(A)
     .where(A.c.id == bindparam("account_id"))
     .values(posted=bindparam("new_posted"), pending_out=bindparam("new_pending_out"))
+)
+_CREDIT_ACCOUNT = (
+    update(A)
+    .where(A.c.id == bindparam("account_id"), A.c.posted <= bindparam("posted_max"))
+    .values(posted=A.c.posted + bindparam("amount"))
 )
 _INSERT_TRANSFER = insert(schema.transfers)
 _INSERT_POSTINGS = insert(schema.postings)
@@ -187,16 +194,23 @@ def _all_found(
 
 
 def load_accounts_with_system(
-    uow: UnitOfWork, ids: Iterable[str], kind: AccountKind, currency: str, livemode: bool
+    uow: UnitOfWork,
+    ids: Iterable[str],
+    kind: AccountKind,
+    currency: str,
+    livemode: bool,
+    *,
+    lock: bool = True,
 ) -> dict[str, Account]:
-    """:func:`load_accounts` of ``ids`` locked, and the platform's own account of ``kind``
-    (:func:`system_account`) with them, in one statement."""
+    """:func:`load_accounts` of ``ids`` (locked when ``lock``), and the platform's own
+    account of ``kind`` (:func:`system_account`) with them, in one statement."""
     wanted = sorted(set(ids))
     key = _system_key(kind, currency, livemode)
-    rows = uow.execute(_ACCOUNTS_AND_SYSTEM_LOCKED, {"ids": wanted, "system_key": key}).all()
-    if not any(row.system_key == key for row in rows):  # its first use: made, then locked
+    query = _ACCOUNTS_AND_SYSTEM_LOCKED if lock else _ACCOUNTS_AND_SYSTEM
+    rows = uow.execute(query, {"ids": wanted, "system_key": key}).all()
+    if not any(row.system_key == key for row in rows):  # its first use: made, then read
         return load_accounts(
-            uow, [*wanted, system_account(uow, kind, currency, livemode)], lock=True
+            uow, [*wanted, system_account(uow, kind, currency, livemode)], lock=lock
         )
     return _all_found({row.id: account_from_row(row) for row in rows}, wanted)
 
@@ -213,6 +227,17 @@ def save_accounts(uow: UnitOfWork, accounts: Iterable[Account]) -> None:
             rows=1,
             lost=f"account {account.id} vanished during a transfer",
         )
+
+
+def credit(uow: UnitOfWork, account_id: str, amount: int) -> None:
+    """Add ``amount`` to the account's posted balance, under its row lock but without
+    reading it (see ``UnitOfWork.credit_at_end``); the balance ceiling holds."""
+    uow.write(
+        _CREDIT_ACCOUNT,
+        {"account_id": account_id, "amount": amount, "posted_max": BALANCE_MINOR_MAX - amount},
+        rows=1,
+        lost=f"account {account_id} vanished, or a credit would pass the balance ceiling",
+    )
 
 
 def insert_transfer(

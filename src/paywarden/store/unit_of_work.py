@@ -19,6 +19,14 @@ and its paired checks run before its savepoint is released). No caller gets its 
 before the commit that holds its effect has returned. Batches form by themselves: while one
 batch runs, the units that arrive wait and make up the next one, so a lone request is never
 delayed to wait for company.
+
+Rows that every payment writes (the merchant's and the platform's fee account, the audit
+chains' heads) would otherwise stay locked from a group's first payment to its commit. A
+unit may put its writes to them off to the end of its transaction (its :class:`Tail`:
+credits to accounts, audit appends), and a group applies its units' tails together at its
+end, in a fixed order, just before the commit. On PostgreSQL several groups then run at
+once (``lanes``, each on its own connection) instead of taking turns on those rows; SQLite
+has one writer, so one lane.
 """
 
 from __future__ import annotations
@@ -49,8 +57,9 @@ from paywarden.store.prepared import (
     run_prepared,
     send_pending,
 )
+from paywarden.trust.audit import AuditEntry
 
-__all__ = ["Store", "UnitOfWork"]
+__all__ = ["Store", "Tail", "UnitOfWork"]
 
 T = TypeVar("T")
 
@@ -58,6 +67,7 @@ RETRY_ATTEMPTS_MAX = 8
 RETRY_BACKOFF_S_BASE = 0.005
 RETRY_BACKOFF_S_MAX = 0.25
 GROUP_SIZE_MAX = 64  # units of work per group commit
+LANES_POSTGRESQL = 2  # groups committing at once on PostgreSQL (SQLite: one writer, one lane)
 # SQLSTATEs that mean "run the transaction again": serialization failure, deadlock.
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
@@ -71,6 +81,24 @@ _POSTING_SUMS = prepared(  # built once: every unit that moves money runs it bef
     .where(schema.postings.c.transfer_id.in_(bindparam("transfer_ids", expanding=True)))
     .group_by(schema.postings.c.transfer_id, schema.postings.c.currency)
 )
+
+
+@dataclass
+class Tail:
+    """Writes put off to the end of a transaction (see the module docstring): amounts to add
+    to accounts' posted balances, by account id, and audit entries to append, in order."""
+
+    credits: dict[str, int] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.credits or self.audit)
+
+    def absorb(self, other: Tail) -> None:
+        """Add ``other``'s writes after this tail's own."""
+        for account_id, amount in other.credits.items():
+            self.credits[account_id] = self.credits.get(account_id, 0) + amount
+        self.audit.extend(other.audit)
 
 
 class UnitOfWork:
@@ -92,6 +120,7 @@ class UnitOfWork:
         # made in this unit when each was queued; any later change makes it stale.
         self._reads: dict[tuple[int, Any], tuple[list[FastResult], int]] = {}
         self._changes = 0
+        self.tail = Tail()
 
     def execute(self, statement: Any, parameters: Any = None) -> Any:
         """Run a statement; one registered with :func:`~paywarden.store.prepared.prepared`
@@ -174,6 +203,20 @@ class UnitOfWork:
         self._changes += 1
         return Savepoint(self, f"pw_savepoint_{self._savepoints}")
 
+    def credit_at_end(self, account_id: str, amount: int) -> None:
+        """Add ``amount`` (> 0) to the account's posted balance at the end of the transaction,
+        without locking it before: for a credit to an account many payments credit at
+        once, whose balance the caller does not need (no check can fail on a credit but the
+        balance ceiling, checked again as it is applied)."""
+        invariant(amount > 0, "only a credit is put off to the end of the transaction")
+        self.tail.credits[account_id] = self.tail.credits.get(account_id, 0) + amount
+
+    def audit_at_end(self, entry: AuditEntry) -> None:
+        """Append ``entry`` to its audit chain at the end of the transaction (its sequence
+        and hash are given then, under its partition's head lock, held only to the commit)."""
+        invariant(not self.read_only, "audit records are not written in a read-only transaction")
+        self.tail.audit.append(entry)
+
     def wrote_transfer(self, transfer_id: str) -> None:
         self.transfer_ids.append(transfer_id)
 
@@ -190,7 +233,14 @@ class UnitOfWork:
             with_postings == set(self.transfer_ids), "a transfer was written without postings"
         )
 
-    def commit(self) -> None:
+    def commit(self, *, with_tail: bool = True) -> None:
+        """Run the paired checks and send what is held back; with ``with_tail``, apply the
+        tail first (a grouped unit's tail is applied with its group's, at the group's end)."""
+        if with_tail and self.tail:
+            from paywarden.store.tail import apply_tail  # noqa: PLC0415 -- it imports this module
+
+            tail, self.tail = self.tail, Tail()
+            apply_tail(self, tail)
         self.check_before_commit()
         self.send_pending()
         self._committed = True
@@ -246,16 +296,25 @@ class _Unit(Generic[T]):
 
 class Store:
     def __init__(
-        self, engine: Engine, clock: Clock | None = None, *, group_size_max: int = GROUP_SIZE_MAX
+        self,
+        engine: Engine,
+        clock: Clock | None = None,
+        *,
+        group_size_max: int = GROUP_SIZE_MAX,
+        lanes: int | None = None,
     ) -> None:
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
         self.dialect = engine.dialect.name
         invariant(group_size_max >= 1, "a group holds at least one unit of work")
         self.group_size_max = group_size_max
+        if lanes is None:
+            lanes = LANES_POSTGRESQL if self.dialect == "postgresql" else 1
+        invariant(lanes >= 1, "group commit runs in at least one lane")
+        self.lanes = 1 if self.dialect == "sqlite" else lanes
         self._group_lock = threading.Lock()
         self._pending: list[_Unit[Any]] = []
-        self._leading = False
+        self._leaders = 0
 
     def run(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
         """Run ``work`` in one transaction, retrying transient conflicts with backoff."""
@@ -289,18 +348,23 @@ class Store:
         returned, or raises what ``work`` raised (its effect rolled back, the others' kept).
 
         ``work`` must be re-runnable, as for :meth:`run`: a transient conflict re-runs it
-        alone. The leader is the caller that finds no group running; it commits groups in
-        arrival order until its own unit is done, then hands the lead on.
+        alone. A caller that finds fewer than ``lanes`` groups running leads: it commits
+        groups of the waiting units, oldest first, until its own unit is done (by its lane
+        or another), then hands its lane to the oldest unit still waiting, if any.
         """
         unit: _Unit[T] = _Unit(work)
         with self._group_lock:
             self._pending.append(unit)
-            if not self._leading:
-                self._leading = unit.leads = True
-        if not unit.leads:
-            unit.woken.wait()  # by the leader that committed it, or to lead the next groups
-        if unit.leads:
-            self._lead(unit)
+            if self._leaders < self.lanes:
+                self._leaders += 1
+                unit.leads = True
+        while True:
+            if unit.leads:
+                self._lead(unit)
+            if unit.done:
+                break
+            unit.woken.wait()  # done by a lane, or handed a lane to lead
+            unit.woken.clear()
         if unit.retry_alone:  # a transient conflict inside the group: run it on its own
             return self.run(work)
         if unit.error is not None:
@@ -309,13 +373,15 @@ class Store:
         return result
 
     def _lead(self, unit: _Unit[Any]) -> None:
-        """Commit groups in arrival order until ``unit`` is done, then hand the lead to the
-        oldest waiting unit (each waiting thread is woken once: to lead, or with its result)."""
+        """Commit groups of waiting units until ``unit`` is done or no unit waits (its own
+        is then in another lane's group), then hand the lane on or give it up."""
         try:
             while not unit.done:
                 with self._group_lock:
                     batch = self._pending[: self.group_size_max]
                     del self._pending[: self.group_size_max]
+                if not batch:
+                    break
                 try:
                     self._commit_group(batch)
                 finally:
@@ -324,22 +390,28 @@ class Store:
                             committed.woken.set()
         finally:  # also when a group failed beyond its units (the error reaches this caller)
             with self._group_lock:
+                unit.leads = False
                 if unit in self._pending:
                     self._pending.remove(unit)
-                if self._pending:
-                    successor = self._pending[0]
+                successor = next((u for u in self._pending if not u.leads), None)
+                if successor is not None:
                     successor.leads = True
                     successor.woken.set()
                 else:
-                    self._leading = False
+                    self._leaders -= 1
 
     def _commit_group(self, batch: list[_Unit[Any]]) -> None:
         try:
             with self.engine.connect() as connection:
                 connection.info["paywarden_read_only"] = False
                 with connection.begin():
+                    tail = Tail()
                     for unit in batch:
-                        self._run_in_savepoint(connection, unit)
+                        self._run_in_savepoint(connection, unit, tail)
+                    if tail:  # the units' writes to the rows they all share, at once
+                        end = UnitOfWork(connection, self.clock, read_only=False)
+                        end.tail = tail
+                        end.commit()
         except DBAPIError as error:  # the group's transaction failed: none of its units holds
             # A conflict rolled it back for sure: each unit runs again on its own. A lost
             # connection may have lost the COMMIT's answer, not the commit: 503, and the
@@ -357,14 +429,15 @@ class Store:
             for unit in batch:
                 unit.done = True
 
-    def _run_in_savepoint(self, connection: Connection, unit: _Unit[Any]) -> None:
+    def _run_in_savepoint(self, connection: Connection, unit: _Unit[Any], tail: Tail) -> None:
         uow = UnitOfWork(connection, self.clock, read_only=False)
         savepoint = uow.savepoint()
         try:
             value = unit.work(uow)
-            uow.commit()  # the paired checks of this unit, before its savepoint is released
+            uow.commit(with_tail=False)  # its paired checks, before its savepoint is released
             savepoint.commit()
             unit.value = value
+            tail.absorb(uow.tail)  # applied at the group's end, with the others'
         except DBAPIError as error:
             if _is_unavailable(error) and not _is_transient(error):
                 raise  # the connection is gone: the whole group answers 503 (see _commit_group)

@@ -3,6 +3,8 @@ OpenAPI document, and cursor pagination."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,25 @@ def test_serve_with_workers_runs_them_on_the_parents_settings(tmp_path: Path) ->
                 too_big = fresh.post("/v1/transfers", content=b"x" * 4096)
                 assert too_big.status_code == 413, too_big.text
     assert "2 worker processes" in log_path.read_text(errors="replace")
+
+
+def test_a_server_process_exempts_its_setup_from_full_collections() -> None:
+    """``serve`` freezes the heap it has once set up (``freeze_heap``): the app, its modules
+    and models are no longer walked by every full collection, whose pause every request
+    waiting on the process would pay."""
+    script = (
+        "import gc\n"
+        "from paywarden.api.app import create_app, freeze_heap\n"
+        "from paywarden.config import Settings\n"
+        "app = create_app(Settings(database_url='sqlite://'))\n"
+        "before = gc.get_freeze_count()\n"
+        "freeze_heap()\n"
+        "print(before, gc.get_freeze_count(), len(gc.get_objects()))\n"
+    )
+    done = subprocess.run(  # its own process: what is frozen stays frozen
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    before, frozen, tracked = (int(word) for word in done.stdout.split())
+    assert before == 0
+    assert frozen > 50_000  # the setup: tens of thousands of objects
+    assert tracked < frozen // 10  # what a full collection still walks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,7 +52,7 @@ from paywarden.trust.custody import Purpose
 from paywarden.web.routes import router as web_router
 from paywarden.worker.delivery import deliver_in_process
 
-__all__ = ["create_app", "create_app_from_environment"]
+__all__ = ["create_app", "create_app_from_environment", "freeze_heap"]
 
 DESCRIPTION = """The paywarden API: wallets, a double-entry ledger, holds, captures,
 refunds and transfers. Authenticate with `Authorization: Bearer pw_test_…`; send an
@@ -132,7 +133,20 @@ def create_app_from_environment() -> FastAPI:
     """The app of one of several ``paywarden serve --workers N`` processes: its settings read
     as the parent read them (``serve`` puts its database URL and TOML file in the
     environment the workers inherit); the parent migrated the database already."""
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    freeze_heap()
+    return app
+
+
+def freeze_heap() -> None:
+    """Exempt what the process holds once it is set up (modules, the app, its routes and
+    models: about 200,000 objects) from the garbage collector's full collections. Each of
+    those otherwise took ~150 ms with the GIL held, and every request waiting on the
+    process paid for it (the tail latency of ``paywarden serve``); with them exempt a full
+    collection takes about a millisecond. For server processes only: what is frozen is
+    never collected, so a process that makes many apps (a test run) must not call it."""
+    gc.collect()
+    gc.freeze()
 
 
 log = logging.getLogger("paywarden")

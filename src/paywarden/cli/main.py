@@ -132,7 +132,7 @@ def serve(
     """Serve the API (and, as they land, the dashboard) on HTTP."""
     import uvicorn  # noqa: PLC0415
 
-    from paywarden.api.app import create_app  # noqa: PLC0415
+    from paywarden.api.app import create_app, freeze_heap  # noqa: PLC0415
     from paywarden.store import migrate as migrations  # noqa: PLC0415
 
     rt = _runtime(config, database_url)
@@ -159,7 +159,9 @@ def serve(
         "access_log": False,
     }
     if settings.workers == 1:
-        uvicorn.run(create_app(settings, rt.store), **options)
+        application = create_app(settings, rt.store)
+        freeze_heap()
+        uvicorn.run(application, **options)
         return
     console.print(f"  {settings.workers} worker processes (metrics are per process)")
     rt.store.engine.dispose()

@@ -207,7 +207,8 @@ class UnitOfWork:
         """Add ``amount`` (> 0) to the account's posted balance at the end of the transaction,
         without locking it before: for a credit to an account many payments credit at
         once, whose balance the caller does not need (no check can fail on a credit but the
-        balance ceiling, checked again as it is applied)."""
+        balance ceiling, checked again as it is applied). Until then, reads of the account
+        in this transaction (or in this unit's group) do not include it."""
         invariant(amount > 0, "only a credit is put off to the end of the transaction")
         self.tail.credits[account_id] = self.tail.credits.get(account_id, 0) + amount
 

@@ -66,6 +66,9 @@ _ACTIVE = select(_keys).where(
     _keys.c.purpose == bindparam("purpose"), _keys.c.status == KeyStatus.ACTIVE.value
 )
 _ACTIVE_LOCKED = _ACTIVE.with_for_update()
+_ACTIVE_KID = select(_keys.c.kid, _keys.c.alg).where(
+    _keys.c.purpose == bindparam("purpose"), _keys.c.status == KeyStatus.ACTIVE.value
+)
 
 
 def active_signer(uow: UnitOfWork, purpose: Purpose, master_key: bytes) -> PlatformSigner:
@@ -74,7 +77,14 @@ def active_signer(uow: UnitOfWork, purpose: Purpose, master_key: bytes) -> Platf
     Which key is active is read from the store every time, so a rotation on any node takes
     effect at once everywhere; only the opening (unsealing the secret and rebuilding the
     key, which every receipt would otherwise pay for) is remembered, by kid: a kid is its
-    key's thumbprint, so what it opens to never changes."""
+    key's thumbprint, so what it opens to never changes. Once opened, the key's id is all
+    that is read (not its sealed secret)."""
+    active = uow.execute(_ACTIVE_KID, {"purpose": purpose.value}).one_or_none()
+    if active is not None:
+        with _OPENED_LOCK:
+            known = _OPENED.get((active.kid, purpose, active.alg, master_key))
+        if known is not None:
+            return known
     record = _active(uow, purpose)
     if record is None:
         _create_first(uow, purpose, master_key)

@@ -106,6 +106,7 @@ RISK: dict[str, int | bool] = {
 }
 SEEDED_PREFIX = "00s"  # after "pay_": bulk-seeded payments (scale); real ids begin "01"
 PRESIGN_PER_S = 1000  # requests signed per second of an HTTP run; a faster run ends early
+WARM_S = 1.0  # the peak is measured after this long at it, on the same connections
 
 
 @dataclass
@@ -452,7 +453,7 @@ def over_http(
     ``duration_s`` (or until their requests run out); each client pays under its own mandate."""
     with serving(database_url, concurrency, scratch=scratch, log_path=log_path) as (world, port):
         authority = f"127.0.0.1:{port}"
-        per_worker = max(4, int(duration_s * PRESIGN_PER_S / concurrency))
+        per_worker = max(4, int((duration_s + WARM_S) * PRESIGN_PER_S / concurrency))
         pools = _presigned(world, authority, concurrency, per_worker)
 
         async def step(client: Client, worker: int, _seq: int) -> str | None:
@@ -461,8 +462,8 @@ def over_http(
                 raise Exhausted
             return _paid(*await send(client, request))
 
-        load = drive(port, concurrency, duration_s, step)
-    run = _checked(load, world, database_url)
+        load = drive(port, concurrency, duration_s, step, warm_s=WARM_S)
+    run = _checked(load, world, database_url, made=load.count + load.warm_count)
     run.checks += cut_short(load, duration_s)
     return Outcome(run)
 

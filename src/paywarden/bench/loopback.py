@@ -176,7 +176,8 @@ class Exhausted(Exception):
     """Raised by a step whose worker has nothing left to send: that worker stops."""
 
 
-Step = Callable[[Client, int, int], Awaitable[str | None]]  # (client, worker, seq) -> error
+Step = Callable[[Client, int, int], Awaitable[str | None]]
+CONNECT_GAP_S = 0.005  # (client, worker, seq) -> error
 
 
 @dataclass
@@ -187,16 +188,36 @@ class Load:
     errors: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
+    warm_count: int = 0  # operations completed while warming up (done, but not measured)
 
 
-async def _drive(port: int, concurrency: int, duration_s: float, step: Step) -> Load:
+async def _drive(
+    port: int, concurrency: int, duration_s: float, step: Step, warm_s: float = 0.0
+) -> Load:
+    clients = []
+    for _ in range(concurrency):  # one after another, as clients arrive: with several server
+        clients.append(await Client.open(port))  # processes, each is taken by one of them,
+        await asyncio.sleep(CONNECT_GAP_S)  # not a burst by whichever process woke first
+    seqs = [0] * concurrency
+    try:
+        warm = await _phase(clients, seqs, warm_s, step) if warm_s > 0 else Load()
+        if warm.errors:
+            return warm
+        load = await _phase(clients, seqs, duration_s, step)
+        load.warm_count = warm.count
+        return load
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def _phase(clients: list[Client], seqs: list[int], duration_s: float, step: Step) -> Load:
     load = Load()
-    clients = [await Client.open(port) for _ in range(concurrency)]
     started = time.perf_counter()
     deadline = started + duration_s
 
     async def worker(index: int) -> None:
-        seq = 0
+        seq = seqs[index]
         client = clients[index]
         while time.perf_counter() < deadline and len(load.errors) < 10:
             t0 = time.perf_counter()
@@ -208,24 +229,25 @@ async def _drive(port: int, concurrency: int, duration_s: float, step: Step) -> 
                 error = f"{type(failure).__name__}: {failure}"
             load.latencies_s.append(time.perf_counter() - t0)
             seq += 1
+            seqs[index] = seq
             if error is None:
                 load.count += 1
             else:
                 load.errors.append(error)
                 return
 
-    try:
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        load.elapsed_s = time.perf_counter() - started
-    finally:
-        for client in clients:
-            await client.close()
+    await asyncio.gather(*(worker(i) for i in range(len(clients))))
+    load.elapsed_s = time.perf_counter() - started
     return load
 
 
-def drive(port: int, concurrency: int, duration_s: float, step: Step) -> Load:
-    """Run ``step`` on ``concurrency`` connections until ``duration_s`` has passed."""
-    return asyncio.run(_drive(port, concurrency, duration_s, step))
+def drive(
+    port: int, concurrency: int, duration_s: float, step: Step, *, warm_s: float = 0.0
+) -> Load:
+    """Run ``step`` on ``concurrency`` connections until ``duration_s`` has passed, after
+    ``warm_s`` seconds of the same on the same connections, not measured (every server
+    process and connection warm: what is measured is the steady state)."""
+    return asyncio.run(_drive(port, concurrency, duration_s, step, warm_s))
 
 
 def echo_limit(

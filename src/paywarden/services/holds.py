@@ -188,16 +188,26 @@ def _ttl(expires_in_s: Any) -> timedelta:
 
 
 def _locked_hold(
-    uow: UnitOfWork, principal: Principal, hold_id: str, *, payee_only: bool
+    uow: UnitOfWork,
+    principal: Principal,
+    hold_id: str,
+    *,
+    payee_only: bool,
+    payer_only: bool = False,
 ) -> tuple[Hold, dict[str, Account]]:
-    """Lock the hold, then its accounts in id order (always in this order: no deadlocks)."""
+    """Lock the hold, then its accounts in id order (always in this order: no deadlocks):
+    with ``payer_only``, the payer's alone, the payee's and the fee account read without a
+    lock (for a capture, which only credits them, at the end of the transaction)."""
     hold, _row = load_hold(uow, hold_id, lock=True)
     if hold.livemode != principal.livemode:
         raise NotFound(f"no such hold: {hold_id}", param="$.hold")
     ids = [hold.source_account_id, hold.destination_account_id]
-    accounts = load_accounts_with_system(
-        uow, ids, AccountKind.PLATFORM_FEES, hold.currency, hold.livemode
-    )
+    fees, currency, livemode = AccountKind.PLATFORM_FEES, hold.currency, hold.livemode
+    if payer_only:
+        accounts = load_accounts_with_system(uow, ids[1:], fees, currency, livemode, lock=False)
+        accounts.update(load_accounts(uow, ids[:1], lock=True))
+    else:
+        accounts = load_accounts_with_system(uow, ids, fees, currency, livemode)
     payer, payee = accounts[hold.source_account_id], accounts[hold.destination_account_id]
     if not access.visible(principal, [payer, payee]):
         raise NotFound(f"no such hold: {hold_id}", param="$.hold")
@@ -261,10 +271,13 @@ def _post_capture(
 def capture_hold(
     uow: UnitOfWork, principal: Principal, hold_id: str, *, amount: Any = None
 ) -> HoldView:
-    hold, accounts = _locked_hold(uow, principal, hold_id, payee_only=True)
+    hold, accounts = _locked_hold(uow, principal, hold_id, payee_only=True, payer_only=True)
     now = uow.clock.now()
     amount = hold.amount if amount is None else parse_amount(amount)
-    captured, transfer_id = _post_capture(uow, hold, accounts, amount, now)
+    credited = {k: a for k, a in accounts.items() if k != hold.source_account_id}
+    captured, transfer_id = _post_capture(
+        uow, hold, accounts, amount, now, credited_at_end=credited
+    )
     save_hold(uow, captured, now, capture_transfer_id=transfer_id)
     view = _view(uow, hold.id)
     emit(uow, "hold.captured", hold.livemode, wire(view))

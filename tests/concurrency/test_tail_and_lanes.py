@@ -255,3 +255,20 @@ def test_in_lanes_every_unit_is_answered_and_shared_balances_are_exact(
     assert len(_nonces(store)) == UNITS * 2
     report = _verified(store)
     assert report.ok, report.problems
+
+
+def test_a_read_only_transaction_puts_nothing_off(store: Store) -> None:
+    (hot,) = _accounts(store, 1)
+    with pytest.raises(InvariantViolation, match="read-only"):
+        store.run(lambda uow: uow.credit_at_end(hot, 1), read_only=True)
+    entry = audit.entry(
+        event_type="payment.tested",
+        actor_type=None,
+        actor_id=None,
+        subject_id="pay_ro",
+        data={},
+        occurred_at=store.clock.now(),
+    )
+    with pytest.raises(InvariantViolation, match="read-only"):
+        store.run(lambda uow: uow.audit_at_end(entry), read_only=True)
+    assert _posted(store, hot) == 0

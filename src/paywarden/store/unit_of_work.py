@@ -210,6 +210,7 @@ class UnitOfWork:
         balance ceiling, checked again as it is applied). Until then, reads of the account
         in this transaction (or in this unit's group) do not include it."""
         invariant(amount > 0, "only a credit is put off to the end of the transaction")
+        invariant(not self.read_only, "no balance moves in a read-only transaction")
         self.tail.credits[account_id] = self.tail.credits.get(account_id, 0) + amount
 
     def audit_at_end(self, entry: AuditEntry) -> None:

@@ -23,6 +23,9 @@ INSERT_EVENT = prepared(insert(E))
 RETYPE = prepared(update(E).where(E.c.id == bindparam("event_id")).values(type=bindparam("new")))
 TYPES = prepared(select(E.c.id, E.c.type).where(E.c.id.like("evt_held%")).order_by(E.c.id))
 EVENT_TYPE = prepared(select(E.c.type).where(E.c.id == bindparam("event_id")))
+TYPES_IN = prepared(
+    select(E.c.type).where(E.c.id.in_(bindparam("event_ids", expanding=True))).order_by(E.c.id)
+)
 NOT_PREPARED = update(E).where(E.c.id == bindparam("event_id")).values(type=bindparam("new"))
 AT = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 
@@ -220,3 +223,24 @@ def test_on_postgresql_a_prefetched_read_is_answered_from_its_round_trip(pg_stor
         return served, uow.execute(EVENT_TYPE, {"event_id": "evt_held_a"}).scalar_one()
 
     assert pg_store.run(work) == ("test.held", "x")
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_prefetched_read_with_a_list_is_answered_from_its_round_trip(
+    pg_store: Store,
+) -> None:
+    """An expanding ``IN`` (a list parameter) is served too, to an equal list only."""
+    pg_store.run(
+        lambda uow: uow.execute(INSERT_EVENT, [_event("evt_held_a"), _event("evt_held_b")])
+    )
+
+    def work(uow: UnitOfWork) -> tuple[list[str], list[str], list[str]]:
+        uow.prefetch(TYPES_IN, {"event_ids": ["evt_held_a", "evt_held_b"]})
+        uow.execute(TYPES, {}).all()  # the prefetch goes out with this read
+        pg_store.run(lambda other: other.execute(RETYPE, {"event_id": "evt_held_a", "new": "x"}))
+        served = uow.execute(TYPES_IN, {"event_ids": ["evt_held_a", "evt_held_b"]}).scalars()
+        other = uow.execute(TYPES_IN, {"event_ids": ["evt_held_a"]}).scalars()
+        again = uow.execute(TYPES_IN, {"event_ids": ["evt_held_a", "evt_held_b"]}).scalars()
+        return list(served), list(other), list(again)
+
+    assert pg_store.run(work) == (["test.held", "test.held"], ["x"], ["x", "test.held"])

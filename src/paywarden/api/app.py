@@ -141,7 +141,7 @@ def create_app_from_environment() -> FastAPI:
 def freeze_heap() -> None:
     """Exempt what the process holds once it is set up (modules, the app, its routes and
     models: about 200,000 objects) from the garbage collector's full collections. Each of
-    those otherwise took ~150 ms with the GIL held, and every request waiting on the
+    those otherwise took 100 to 170 ms with the GIL held, and every request waiting on the
     process paid for it (the tail latency of ``paywarden serve``); with them exempt a full
     collection takes about a millisecond. For server processes only: what is frozen is
     never collected, so a process that makes many apps (a test run) must not call it."""

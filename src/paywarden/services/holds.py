@@ -27,6 +27,7 @@ from paywarden.store.ledger_repo import (
     load_accounts,
     load_accounts_with_system,
     load_hold,
+    prefetch_accounts,
     save_accounts,
     save_hold,
 )
@@ -154,15 +155,14 @@ def create_and_capture(
     payer, to = _hold_accounts(uow, user, None, destination, currency, description)
     if not access.owns(payee, to):
         raise PermissionDenied("only the payee (or an admin) may capture a hold")
-    credited = load_accounts_with_system(
+    prefetch_accounts(uow, [payer.id], lock=True)  # one round trip with the next read
+    accounts = load_accounts_with_system(
         uow, [to.id], AccountKind.PLATFORM_FEES, currency, payer.livemode, lock=False
     )
-    accounts = {**credited, **load_accounts(uow, [payer.id], lock=True)}
+    accounts.update(load_accounts(uow, [payer.id], lock=True))
     hold = _pending_hold(payer, to, currency, amount, now + HOLD_TTL_DEFAULT)
     accounts[payer.id] = ledger.reserve(accounts[payer.id], amount)  # in memory only
-    captured, transfer_id = _post_capture(
-        uow, hold, accounts, amount, now, fee_bps, credited_at_end=credited
-    )
+    captured, transfer_id = _post_capture(uow, hold, accounts, amount, now, fee_bps)
     insert_hold(uow, captured, description, now, capture_transfer_id=transfer_id)
     emit(uow, "hold.created", hold.livemode, wire(HoldView(hold, now, None, description)))
     view = HoldView(captured, now, transfer_id, description)
@@ -238,20 +238,19 @@ def _post_capture(
     amount: int,
     now: datetime,
     fee_bps: int | None = None,
-    *,
-    credited_at_end: dict[str, Account] | None = None,
 ) -> tuple[Hold, str]:
-    """Capture ``amount`` of a pending hold whose accounts (payer, payee, platform fees) are
-    locked, but for those in ``credited_at_end`` (read without a lock, credited at the end
-    of the transaction): release the payer's reservation, post payer → payee less the fee
-    → fees. The captured hold, to be saved, and the capture transfer's id. ``fee_bps``: the
-    payee's fee when the caller read it in this transaction already."""
+    """Capture ``amount`` of a pending hold whose payer's account is locked (its payee's and
+    the platform's fee account read without a lock, and credited at the end of the
+    transaction): release the payer's reservation, post payer → payee less the fee → fees.
+    The captured hold, to be saved, and the capture transfer's id. ``fee_bps``: the payee's
+    fee when the caller read it in this transaction already."""
     hold_rules.check_capturable(hold, amount, now)
     payee = accounts[hold.destination_account_id]
     if fee_bps is None:
         fee_bps = _fee_bps(uow, payee)
     captured, postings = hold_rules.capture_postings(hold, amount, fee_bps, _fee_account(accounts))
-    accounts[hold.source_account_id] = ledger.release(accounts[hold.source_account_id], hold.amount)
+    payer_id = hold.source_account_id
+    credited = {key: account for key, account in accounts.items() if key != payer_id}
     record = post_transfer(
         uow,
         kind=TransferKind.CAPTURE,
@@ -261,8 +260,8 @@ def _post_capture(
         source_id=hold.source_account_id,
         destination_id=hold.destination_account_id,
         postings=postings,
-        locked={k: a for k, a in accounts.items() if k not in (credited_at_end or {})},
-        credited_at_end=credited_at_end,
+        locked={payer_id: ledger.release(accounts[payer_id], hold.amount)},
+        credited_at_end=credited,
         hold_id=hold.id,
     )
     return captured, record.id
@@ -274,10 +273,7 @@ def capture_hold(
     hold, accounts = _locked_hold(uow, principal, hold_id, payee_only=True, payer_only=True)
     now = uow.clock.now()
     amount = hold.amount if amount is None else parse_amount(amount)
-    credited = {k: a for k, a in accounts.items() if k != hold.source_account_id}
-    captured, transfer_id = _post_capture(
-        uow, hold, accounts, amount, now, credited_at_end=credited
-    )
+    captured, transfer_id = _post_capture(uow, hold, accounts, amount, now)
     save_hold(uow, captured, now, capture_transfer_id=transfer_id)
     view = _view(uow, hold.id)
     emit(uow, "hold.captured", hold.livemode, wire(view))

@@ -456,11 +456,12 @@ class Store:
 
 
 def _read_key(statement: Any, parameters: Any) -> tuple[int, Any] | None:
-    """What a prefetched read is found by: the statement and its parameters (None when they
-    cannot be compared)."""
+    """What a prefetched read is found by: the statement and its parameters, a list (an
+    expanding ``IN``) as a tuple (None when they cannot be compared)."""
     if not isinstance(parameters, Mapping):
         return None
-    key = (id(statement), tuple(sorted(parameters.items())))
+    items = sorted(parameters.items())
+    key = (id(statement), tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in items))
     try:
         hash(key)
     except TypeError:

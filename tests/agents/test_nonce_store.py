@@ -8,11 +8,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from paywarden.api.app import drain
 from paywarden.kernel.clock import FakeClock
 from paywarden.kernel.errors import AuthenticationFailed
 from paywarden.services import agents
 from paywarden.store.tables_agents import request_nonces
-from paywarden.store.unit_of_work import Store
+from paywarden.store.unit_of_work import Store, UnitOfWork
 
 
 def remember(store: Store, keyid: str, nonce: str, lifetime: timedelta) -> None:
@@ -33,15 +34,23 @@ def test_a_nonce_is_taken_once_per_key(store: Store) -> None:
     assert stored(store) == 2
 
 
-def test_a_keys_expired_nonces_go_when_it_signs_again(store: Store, clock: FakeClock) -> None:
+def test_an_expired_nonce_may_be_used_again_and_waits_for_the_purge(
+    store: Store, clock: FakeClock
+) -> None:
     remember(store, "kid-a", "old", timedelta(minutes=5))
     remember(store, "kid-b", "other", timedelta(minutes=5))
     clock.advance(timedelta(minutes=5))
-    remember(store, "kid-a", "new", timedelta(minutes=5))  # "old" expires at now: kept
-    assert stored(store) == 3
+    with pytest.raises(AuthenticationFailed) as info:  # it expires at now: still remembered
+        remember(store, "kid-a", "old", timedelta(minutes=5))
+    assert info.value.code == "nonce_replayed"
     clock.advance(timedelta(seconds=1))
-    remember(store, "kid-a", "newer", timedelta(minutes=5))
-    assert stored(store) == 3  # "old" went; kid-b's nonce waits for the purge
+    remember(store, "kid-a", "new", timedelta(minutes=5))
+    assert stored(store) == 3  # signing again drops nothing: expired rows wait for the purge
+    remember(store, "kid-a", "old", timedelta(minutes=5))  # its signature can no longer verify
+    assert stored(store) == 3  # the expired row was taken over, not added to
+    with pytest.raises(AuthenticationFailed):  # and it is remembered again, until then
+        remember(store, "kid-a", "old", timedelta(minutes=5))
+    assert store.run(agents.purge_expired_nonces) == 1  # kid-b's
 
 
 def test_the_purge_forgets_expired_nonces_in_bounded_batches(
@@ -54,4 +63,22 @@ def test_the_purge_forgets_expired_nonces_in_bounded_batches(
     assert store.run(lambda uow: agents.purge_expired_nonces(uow, batch_size_max=3)) == 3
     assert store.run(agents.purge_expired_nonces) == 2
     assert store.run(agents.purge_expired_nonces) == 0
+    assert stored(store) == 1
+
+
+def test_a_maintenance_round_drains_every_expired_nonce_batch_by_batch(
+    store: Store, clock: FakeClock
+) -> None:
+    for number in range(7):
+        remember(store, "kid-a", f"n{number}", timedelta(minutes=1))
+    remember(store, "kid-live", "n", timedelta(hours=1))
+    clock.advance(timedelta(minutes=2))
+    batches: list[int] = []
+
+    def purge(uow: UnitOfWork) -> int:
+        batches.append(agents.purge_expired_nonces(uow, batch_size_max=3))
+        return batches[-1]
+
+    assert drain(store, purge, 3) == 7
+    assert batches == [3, 3, 1]  # one transaction each; a short batch ends the round
     assert stored(store) == 1

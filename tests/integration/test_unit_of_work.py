@@ -301,7 +301,7 @@ def test_a_domain_error_is_not_retried(store: Store, sleeps: list[float]) -> Non
 
 def test_sqlite_runs_in_wal_mode_with_full_sync_and_foreign_keys(sqlite_store: Store) -> None:
     def pragmas(uow: UnitOfWork) -> dict[str, Any]:
-        names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+        names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "temp_store")
         return {name: uow.execute(text(f"PRAGMA {name}")).scalar_one() for name in names}
 
     for read_only in (True, False):
@@ -310,6 +310,7 @@ def test_sqlite_runs_in_wal_mode_with_full_sync_and_foreign_keys(sqlite_store: S
             "synchronous": 2,
             "foreign_keys": 1,
             "busy_timeout": 30_000,
+            "temp_store": 2,  # memory: savepoint journals are not temporary files
         }
 
 

@@ -264,7 +264,7 @@ def test_payments_are_read_by_their_parties_only(
         world.run(lambda uow: payments.get_payment(uow, stranger.user, paid.id))
 
 
-def test_usage_is_stored_per_period_and_lifetime(world: World) -> None:
+def test_usage_is_stored_per_period_and_lifetime(world: World, clock: FakeClock) -> None:
     mandate_id = world.mandate([budget()])
     world.pay(mandate_id, 300)
     world.pay(mandate_id, 200)
@@ -281,6 +281,15 @@ def test_usage_is_stored_per_period_and_lifetime(world: World) -> None:
         "monthly:2026-11-01": (500, 2),
     }
     assert _count(world, select(func.count()).select_from(payments_table)) == 2
+
+    clock.advance(timedelta(days=2))  # Tuesday, December 1st: a new day, week and month
+    world.pay(mandate_id, 50)
+    assert world.store.run(periods, read_only=True) == {
+        "lifetime": (550, 3),
+        "daily:2026-12-01": (50, 1),  # the periods that ended are gone, not kept beside
+        "weekly:2026-11-30": (50, 1),
+        "monthly:2026-12-01": (50, 1),
+    }
 
 
 def test_a_paused_mandate_pays_nothing_until_resumed(world: World) -> None:

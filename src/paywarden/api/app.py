@@ -169,6 +169,22 @@ def _hot_routes(*routers: APIRouter) -> dict[tuple[str, str], APIRoute]:
 InThread = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 
+PURGE_BATCHES_MAX = 200  # a maintenance round forgets at most this many batches of a kind
+
+
+def drain(store: Store, purge: Callable[[UnitOfWork], int], batch_size_max: int) -> int:
+    """Run ``purge`` (at most ``batch_size_max`` rows, one transaction each, so the writer
+    is never held for long) until a batch comes back short: a round keeps up with however
+    many expired since the last one, up to :data:`PURGE_BATCHES_MAX` batches."""
+    total = 0
+    for _ in range(PURGE_BATCHES_MAX):
+        done = store.run(purge)
+        total += done
+        if done < batch_size_max:
+            break
+    return total
+
+
 async def _maintain(runtime: Runtime, in_thread: InThread) -> None:
     """Every ``hold_expiry_interval_s``: release holds past their deadline, forget
     idempotency keys and nonces past retention, settle pending payouts; every
@@ -180,8 +196,22 @@ async def _maintain(runtime: Runtime, in_thread: InThread) -> None:
         await asyncio.sleep(settings.hold_expiry_interval_s)
         try:
             await in_thread(partial(runtime.store.run, holds.expire_holds))
-            await in_thread(partial(runtime.store.run, idempotency.purge_expired))
-            await in_thread(partial(runtime.store.run, agents.purge_expired_nonces))
+            await in_thread(
+                partial(
+                    drain,
+                    runtime.store,
+                    idempotency.purge_expired,
+                    idempotency.PURGE_BATCH_MAX,
+                )
+            )
+            await in_thread(
+                partial(
+                    drain,
+                    runtime.store,
+                    agents.purge_expired_nonces,
+                    agents.NONCE_PURGE_BATCH_MAX,
+                )
+            )
             await in_thread(partial(runtime.store.run, approvals.expire_due))
             await in_thread(partial(runtime.store.run, checkout.expire_due))
             await in_thread(partial(payout_service.process_payouts, runtime.store))

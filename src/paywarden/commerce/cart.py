@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import rfc8785
-
 from paywarden.kernel.clock import rfc3339
 from paywarden.kernel.invariant import invariant
+from paywarden.trust.canonical import canonical
 
 __all__ = [
     "SALT_BYTES_MIN",
@@ -101,7 +100,7 @@ def cart_payload(cart: Cart) -> dict[str, Any]:
 
 def hash_payload(payload: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the RFC 8785 canonical JSON of a cart payload."""
-    return hashlib.sha256(rfc8785.dumps(dict(payload))).hexdigest()
+    return hashlib.sha256(canonical(dict(payload))).hexdigest()
 
 
 def cart_hash(cart: Cart) -> str:

@@ -42,5 +42,4 @@ def ensure_utc(instant: datetime) -> datetime:
 
 def rfc3339(instant: datetime) -> str:
     """``2026-11-29T02:04:57.123Z`` (milliseconds, always UTC)."""
-    utc = ensure_utc(instant)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return ensure_utc(instant).isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00"

@@ -8,7 +8,6 @@ formats and checks; the generator lives in ``paywarden.adapters.ids``.
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Final
 
@@ -55,7 +54,8 @@ PREFIXES: Final[dict[str, str]] = {
 }
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_TO_CROCKFORD: Final = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+_DIGIT_PAIRS: Final = tuple(high + low for high in _CROCKFORD for low in _CROCKFORD)
+_SHIFTS: Final = tuple(range(120, -1, -10))
 _ULID_RE: Final = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 _TIMESTAMP_MS_MAX: Final = 2**48 - 1
 
@@ -69,10 +69,8 @@ def format_id(prefix: str, timestamp_ms: int, randomness: bytes) -> str:
     if len(randomness) != 10:
         raise ValueError("randomness must be exactly 10 bytes")
     value = (timestamp_ms << 80) | int.from_bytes(randomness, "big")
-    # 26 base32 digits of the 128-bit value: the last 26 of a 160-bit field's 32 digits
-    # (RFC 4648's encoder, no padding), mapped to Crockford's alphabet.
-    digits = base64.b32encode(value.to_bytes(20, "big"))[6:].translate(_TO_CROCKFORD)
-    return f"{prefix}_{digits.decode()}"
+    # 26 base32 digits (130 bits, the first one 0 to 7), two digits at a time.
+    return prefix + "_" + "".join([_DIGIT_PAIRS[(value >> shift) & 0x3FF] for shift in _SHIFTS])
 
 
 def id_prefix(value: str) -> str | None:

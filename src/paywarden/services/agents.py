@@ -516,10 +516,10 @@ def admit_signed_request(
 
 def remember_nonce(uow: UnitOfWork, keyid: str, nonce: str, expires_at: datetime) -> None:
     """Record ``nonce`` for ``keyid`` until ``expires_at``; a nonce seen before (and not yet
-    expired) raises ``nonce_replayed``. The key's expired nonces are dropped on the way."""
-    uow.write(_FORGET_EXPIRED_NONCES, {"nonce_keyid": keyid, "nonce_now": uow.clock.now()})
+    expired) raises ``nonce_replayed``. One statement: the nonce is inserted, or takes over
+    its expired row; expired rows are otherwise purged in batches (``purge_expired_nonces``)."""
     dialect_insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
-    values = {"keyid": keyid, "nonce": nonce, "expires_at": expires_at}
+    values = {"keyid": keyid, "nonce": nonce, "expires_at": expires_at, "now": uow.clock.now()}
     if uow.execute(_INSERT_NONCE[dialect_insert.__module__], values).first() is None:
         raise AuthenticationFailed(
             "this signature's nonce was used already; sign every request with a fresh nonce",
@@ -566,14 +566,18 @@ _KEY_ROW = (
     .where(agent_keys.c.kid == bindparam("kid"))
 )
 _KEY_ROW_SHARED = _KEY_ROW.with_for_update(read=True)
-_FORGET_EXPIRED_NONCES = delete(request_nonces).where(
-    request_nonces.c.keyid == bindparam("nonce_keyid"),
-    request_nonces.c.expires_at < bindparam("nonce_now"),
-)
+# A row comes back when the nonce is new, or when its earlier use has expired (the row is
+# taken over); none when it is still remembered: a replay.
 _INSERT_NONCE = {
-    dialect_insert.__module__: dialect_insert(request_nonces)
-    .on_conflict_do_nothing(index_elements=[request_nonces.c.keyid, request_nonces.c.nonce])
-    .returning(request_nonces.c.keyid)
+    dialect_insert.__module__: (
+        (nonce_insert := dialect_insert(request_nonces))
+        .on_conflict_do_update(
+            index_elements=[request_nonces.c.keyid, request_nonces.c.nonce],
+            set_={"expires_at": nonce_insert.excluded.expires_at},
+            where=request_nonces.c.expires_at < bindparam("now"),
+        )
+        .returning(request_nonces.c.keyid)
+    )
     for dialect_insert in (pg_insert, sqlite_insert)
 }
 

@@ -39,7 +39,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import rfc8785
 from sqlalchemy import insert, select, update
 
 from paywarden.adapters.ids import new_id
@@ -62,6 +61,7 @@ from paywarden.store.outbox import emit
 from paywarden.store.tables_approvals import approvals
 from paywarden.store.tables_mandates import payments as payments_table
 from paywarden.store.unit_of_work import UnitOfWork
+from paywarden.trust.canonical import canonical
 
 __all__ = [
     "APPROVAL_URL",
@@ -124,7 +124,7 @@ def binding_hash(
     amount: int, currency: str, payee: str, cart_hash: str | None, payment_id: str
 ) -> str:
     """SHA-256 (hex) over the RFC 8785 canonical JSON of what the user approves."""
-    canonical = rfc8785.dumps(
+    approved = canonical(
         {
             "amount": amount,
             "currency": currency,
@@ -133,7 +133,7 @@ def binding_hash(
             "payment_id": payment_id,
         }
     )
-    return hashlib.sha256(canonical).hexdigest()
+    return hashlib.sha256(approved).hexdigest()
 
 
 def _from_row(row: Any) -> ApprovalRecord:
@@ -421,7 +421,7 @@ def _complete(
     if hard:
         return _finish(uow, principal, record, "declined", hard, _declined(hard))
     hold_id, transfer_id = payments.settle(uow, principal, mandate, request, record.payment_id)
-    save_usage(uow, mandate.id, usage_after(usage, request, now, tz))
+    save_usage(uow, mandate.id, usage, usage_after(usage, request, now, tz))
     receipt = payments.receipt(
         uow,
         master_key,

@@ -41,6 +41,7 @@ from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = [
     "KEY_LENGTH_MAX",
+    "PURGE_BATCH_MAX",
     "Claimed",
     "Replay",
     "Scope",
@@ -54,6 +55,7 @@ __all__ = [
 
 KEY_LENGTH_MAX = 255
 IN_FLIGHT_RETRY_AFTER_S = 1
+PURGE_BATCH_MAX = 5_000  # keys forgotten in one transaction (api.app.drain repeats it)
 KEYS = schema.idempotency_keys
 # The statements every POST runs, built once (building and keying one costs more than
 # running it); a scope's columns come as parameters (``Scope.params``).
@@ -274,7 +276,7 @@ def release(uow: UnitOfWork, scope: Scope, claimed: Claimed) -> bool:
     return bool(result.rowcount == 1)
 
 
-def purge_expired(uow: UnitOfWork, *, batch_size_max: int = 5_000) -> int:
+def purge_expired(uow: UnitOfWork, *, batch_size_max: int = PURGE_BATCH_MAX) -> int:
     """Delete keys past their retention; returns how many went."""
     now = uow.clock.now()
     due = select(KEYS.c.id).where(KEYS.c.expires_at <= now).limit(batch_size_max)

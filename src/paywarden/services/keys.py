@@ -25,7 +25,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -62,12 +62,14 @@ _keys = platform_keys
 _OPENED: dict[tuple[str, Purpose, str, bytes], PlatformSigner] = {}
 _OPENED_LOCK = threading.Lock()
 _OPENED_SIZE_MAX = 64
-_ACTIVE = select(_keys).where(
-    _keys.c.purpose == bindparam("purpose"), _keys.c.status == KeyStatus.ACTIVE.value
-)
+# 'active' is written into the SQL, not bound: SQLite can then use the partial unique index
+# (status = 'active') when it prepares the statement, instead of preparing it anew on every
+# run to check a bound value against the index (about 50 µs a receipt).
+_IS_ACTIVE = _keys.c.status == literal_column(f"'{KeyStatus.ACTIVE.value}'")
+_ACTIVE = select(_keys).where(_keys.c.purpose == bindparam("purpose"), _IS_ACTIVE)
 _ACTIVE_LOCKED = _ACTIVE.with_for_update()
 _ACTIVE_KID = select(_keys.c.kid, _keys.c.alg).where(
-    _keys.c.purpose == bindparam("purpose"), _keys.c.status == KeyStatus.ACTIVE.value
+    _keys.c.purpose == bindparam("purpose"), _IS_ACTIVE
 )
 
 

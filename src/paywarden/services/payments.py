@@ -150,7 +150,7 @@ def pay(
                 raise
             decision = Decision(Outcome.DENY, (INSUFFICIENT_FUNDS,), ())
         else:
-            save_usage(uow, mandate.id, usage_after(usage, request, now, tz))
+            save_usage(uow, mandate.id, usage, usage_after(usage, request, now, tz))
     record = PaymentRecord(
         id=payment_id,
         livemode=stored.livemode,

@@ -13,6 +13,8 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from paywarden.authorization.constraints import Period, parse_constraints, to_json
 from paywarden.authorization.mandates import Mandate, MandateStatus, PeriodKey, Spent, Usage
@@ -76,8 +78,23 @@ def _values(mandate: Mandate) -> dict[str, Any]:
 _MANDATE = select(mandates).where(mandates.c.id == bindparam("mandate_id"))
 _MANDATE_LOCKED = _MANDATE.with_for_update()
 _USAGE = select(mandate_usage).where(mandate_usage.c.mandate_id == bindparam("mandate_id"))
-_DROP_USAGE = delete(mandate_usage).where(mandate_usage.c.mandate_id == bindparam("mandate_id"))
-_INSERT_USAGE = insert(mandate_usage)
+_DROP_PERIODS = delete(mandate_usage).where(
+    mandate_usage.c.mandate_id == bindparam("mandate_id"),
+    mandate_usage.c.period.in_(bindparam("periods", expanding=True)),
+)
+_UPSERT_USAGE = {
+    dialect_insert.__module__: (
+        (usage_insert := dialect_insert(mandate_usage)).on_conflict_do_update(
+            index_elements=[mandate_usage.c.mandate_id, mandate_usage.c.period],
+            set_={
+                "amount": usage_insert.excluded.amount,
+                "count": usage_insert.excluded.count,
+                "last_payment_at": usage_insert.excluded.last_payment_at,
+            },
+        )
+    )
+    for dialect_insert in (postgresql_insert, sqlite_insert)
+}
 
 
 def prefetch_mandate_and_usage(uow: UnitOfWork, mandate_id: str) -> None:
@@ -142,16 +159,20 @@ def load_usage(uow: UnitOfWork, mandate_id: str) -> Usage:
     return Usage(lifetime, periods, last)
 
 
-def save_usage(uow: UnitOfWork, mandate_id: str, usage: Usage) -> None:
-    """Replace the stored usage with ``usage`` (which keeps only the current periods)."""
-    uow.write(_DROP_USAGE, {"mandate_id": mandate_id})
+def save_usage(uow: UnitOfWork, mandate_id: str, before: Usage, after: Usage) -> None:
+    """Store ``after`` in place of ``before``, the usage :func:`load_usage` read under the
+    mandate's lock: its rows are upserted (one statement), and the periods that ended
+    (``after`` keeps only the current ones) deleted."""
+    ended = [str(key) for key in before.periods if key not in after.periods]
+    if ended:
+        uow.write(_DROP_PERIODS, {"mandate_id": mandate_id, "periods": ended})
     rows = [
         {
             "mandate_id": mandate_id,
             "period": LIFETIME,
-            "amount": usage.lifetime.amount,
-            "count": usage.lifetime.count,
-            "last_payment_at": usage.last_payment_at,
+            "amount": after.lifetime.amount,
+            "count": after.lifetime.count,
+            "last_payment_at": after.last_payment_at,
         }
     ]
     rows += [
@@ -162,9 +183,10 @@ def save_usage(uow: UnitOfWork, mandate_id: str, usage: Usage) -> None:
             "count": spent.count,
             "last_payment_at": None,
         }
-        for key, spent in sorted(usage.periods.items())
+        for key, spent in sorted(after.periods.items())
     ]
-    uow.write(_INSERT_USAGE, rows)
+    dialect_insert = postgresql_insert if uow.dialect == "postgresql" else sqlite_insert
+    uow.write(_UPSERT_USAGE[dialect_insert.__module__], rows)
 
 
 prepare_all(globals())  # the statements built above run on the driver (store.prepared)

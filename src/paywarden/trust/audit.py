@@ -52,11 +52,11 @@ from typing import Any, Protocol
 
 import nacl.exceptions
 import nacl.signing
-import rfc8785
 
 from paywarden.kernel.clock import ensure_utc
 from paywarden.kernel.errors import InvariantViolation
 from paywarden.kernel.invariant import invariant
+from paywarden.trust.canonical import canonical
 
 __all__ = [
     "GENESIS_HASH",
@@ -208,7 +208,7 @@ def record_message(record: AuditRecord) -> bytes:
         "occurred_at": timestamp(record.occurred_at),
         "prev_hash": record.prev_hash,
     }
-    return rfc8785.dumps(body)
+    return canonical(body)
 
 
 def record_hash(record: AuditRecord) -> str:
@@ -289,7 +289,7 @@ def ed25519_key_id(public_key: bytes) -> str:
     """The RFC 7638 JWK thumbprint of an Ed25519 public key (base64url, no padding)."""
     invariant(len(public_key) == 32, "an Ed25519 public key is 32 bytes")
     jwk: dict[str, Any] = {"crv": "Ed25519", "kty": "OKP", "x": _b64url(public_key)}
-    return _b64url(hashlib.sha256(rfc8785.dumps(jwk)).digest())
+    return _b64url(hashlib.sha256(canonical(jwk)).digest())
 
 
 def _b64url(raw: bytes) -> str:
@@ -309,7 +309,7 @@ def checkpoint_message(checkpoint: Checkpoint) -> bytes:
         "prev_checkpoint_hash": checkpoint.prev_checkpoint_hash,
         "key_id": checkpoint.key_id,
     }
-    return rfc8785.dumps(body)
+    return canonical(body)
 
 
 def checkpoint_hash(checkpoint: Checkpoint) -> str:

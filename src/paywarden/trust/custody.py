@@ -33,7 +33,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import rfc8785
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -41,6 +40,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from paywarden.kernel.clock import ensure_utc
 from paywarden.kernel.errors import PaywardenError
 from paywarden.kernel.invariant import invariant
+from paywarden.trust.canonical import canonical
 from paywarden.trust.keys import (
     ECDSA_P256_SHA256,
     ED25519,
@@ -231,7 +231,7 @@ def _secret_from_random(alg: str, randomness: bytes) -> bytes:
 
 
 def _associated_data(kid: str, purpose: Purpose) -> bytes:
-    return rfc8785.dumps({"v": 1, "kid": kid, "purpose": str(purpose)})
+    return canonical({"v": 1, "kid": kid, "purpose": str(purpose)})
 
 
 def _check_master_key(master_key: bytes) -> None:

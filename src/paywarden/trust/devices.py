@@ -33,9 +33,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
 from paywarden.kernel.errors import InvalidRequest
+from paywarden.trust.canonical import canonical
 from paywarden.trust.keys import PublicKey, b64url_decode, b64url_encode
 
 __all__ = [
@@ -105,7 +104,7 @@ class Confirmation:
 
 def confirmation_bytes(confirmation: Confirmation) -> bytes:
     """The bytes a device signs for ``confirmation``."""
-    return rfc8785.dumps(
+    return canonical(
         {
             "typ": CONFIRMATION_TYPE,
             "amount": confirmation.amount,
@@ -164,7 +163,7 @@ def _mac(secret: bytes, body: str) -> str:
 
 def encode_payment_request(claims: PaymentRequestClaims, secret: bytes) -> str:
     """The QR text for ``claims``, tagged under the platform's ``secret``."""
-    body = b64url_encode(rfc8785.dumps(claims.to_json()))
+    body = b64url_encode(canonical(claims.to_json()))
     return f"{QR_PREFIX}.{body}.{_mac(secret, body)}"
 
 

@@ -30,10 +30,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
 from paywarden.kernel.errors import InvalidRequest
 from paywarden.kernel.invariant import invariant
+from paywarden.trust.canonical import canonical
 from paywarden.trust.custody import ES256, PlatformSigner
 from paywarden.trust.keys import (
     ECDSA_P256_SHA256,
@@ -65,9 +64,7 @@ def sign(profile: Profile, claims: Mapping[str, Any], signer: PlatformSigner) ->
     """``claims`` as a compact JWS of ``profile``'s ``typ``, signed by ``signer`` (ES256)."""
     invariant(signer.alg == ES256, f"{profile.noun}s are signed with ES256")
     header = {"alg": ES256, "kid": signer.key_id, "typ": profile.typ}
-    signing_input = (
-        b64url_encode(rfc8785.dumps(header)) + "." + b64url_encode(rfc8785.dumps(dict(claims)))
-    )
+    signing_input = b64url_encode(canonical(header)) + "." + b64url_encode(canonical(dict(claims)))
     signature = signer.sign(signing_input.encode("ascii"))
     return signing_input + "." + b64url_encode(signature)
 

@@ -34,12 +34,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import rfc8785
-
 from paywarden.kernel.clock import ensure_utc
 from paywarden.kernel.errors import InvalidRequest
 from paywarden.kernel.invariant import invariant
 from paywarden.trust import jws
+from paywarden.trust.canonical import canonical
 from paywarden.trust.custody import ES256, PlatformSigner, Purpose
 from paywarden.trust.keys import b64url_encode
 
@@ -84,7 +83,7 @@ class AuthorizedPayment:
             len(self.currency) == 3 and self.currency.isascii() and self.currency.islower(),
             "currency is lowercase ISO 4217",
         )
-        return rfc8785.dumps(
+        return canonical(
             {
                 "amount": self.amount,
                 "currency": self.currency,

@@ -41,9 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
 from paywarden.kernel.errors import InvalidRequest
+from paywarden.trust.canonical import canonical
 from paywarden.trust.devices import STRONG_VERIFICATION, USER_VERIFICATIONS
 from paywarden.trust.keys import PublicKey, b64url_decode, b64url_encode
 
@@ -135,7 +134,7 @@ class TapData:
 
 def cryptogram_bytes(tap: TapData) -> bytes:
     """The bytes the device signs."""
-    return rfc8785.dumps({"typ": TAP_TYPE, **tap.to_json()})
+    return canonical({"typ": TAP_TYPE, **tap.to_json()})
 
 
 def sign_tap(tap: TapData, sign: Callable[[bytes], bytes]) -> str:
@@ -153,9 +152,7 @@ def verify_cryptogram(key: PublicKey, tap: TapData, cryptogram: str) -> bool:
 
 def message_hash(tap: TapData, cryptogram: str) -> str:
     """SHA-256 (hex) of the whole message: the identity of a tap, for retries."""
-    return hashlib.sha256(
-        rfc8785.dumps({"tap": tap.to_json(), "cryptogram": cryptogram})
-    ).hexdigest()
+    return hashlib.sha256(canonical({"tap": tap.to_json(), "cryptogram": cryptogram})).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

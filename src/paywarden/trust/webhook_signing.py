@@ -32,12 +32,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import rfc8785
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from paywarden.kernel.errors import PaywardenError
 from paywarden.kernel.invariant import invariant
+from paywarden.trust.canonical import canonical
 from paywarden.trust.custody import NONCE_BYTES, master_key_id
 from paywarden.trust.keys import b64url_decode, b64url_encode
 
@@ -165,7 +165,7 @@ def verify_merchant_signature(
 
 
 def _associated_data(endpoint_id: str) -> bytes:
-    return rfc8785.dumps({"v": 1, "endpoint": endpoint_id, "purpose": "webhook_secret"})
+    return canonical({"v": 1, "endpoint": endpoint_id, "purpose": "webhook_secret"})
 
 
 def seal_webhook_secret(master_key: bytes, nonce: bytes, endpoint_id: str, secret: str) -> str:

@@ -2,7 +2,7 @@
 
 SQLAlchemy Core spends about 40 µs around every statement it runs (cache key, execution
 context, result metadata: a point read on SQLite took 44 µs through it, 3 µs on the
-driver); an agent payment runs 34 statements. A statement built once at import and registered with
+driver); an agent payment runs 32 statements. A statement built once at import and registered with
 :func:`prepared` is compiled once per dialect and parameter set by SQLAlchemy itself (the
 SQL text, the parameter order, and SQLAlchemy's own bind and result processors for every
 type), then :meth:`~paywarden.store.unit_of_work.UnitOfWork.execute` runs it with the

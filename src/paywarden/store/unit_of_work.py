@@ -31,6 +31,7 @@ has one writer, so one lane.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import threading
@@ -48,6 +49,7 @@ from paywarden.kernel.clock import Clock
 from paywarden.kernel.errors import Unavailable
 from paywarden.kernel.invariant import invariant
 from paywarden.store import schema
+from paywarden.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from paywarden.store.prepared import (
     FastResult,
     Pending,
@@ -57,6 +59,7 @@ from paywarden.store.prepared import (
     run_prepared,
     send_pending,
 )
+from paywarden.store.writers import WriterQueue
 from paywarden.trust.audit import AuditEntry
 
 __all__ = ["Store", "Tail", "UnitOfWork"]
@@ -317,6 +320,10 @@ class Store:
         self._group_lock = threading.Lock()
         self._pending: list[_Unit[Any]] = []
         self._leaders = 0
+        # SQLite's writers of this process take turns in arrival order (store.writers).
+        self._writers = (
+            WriterQueue(SQLITE_BUSY_TIMEOUT_MS / 1000) if self.dialect == "sqlite" else None
+        )
 
     def run(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
         """Run ``work`` in one transaction, retrying transient conflicts with backoff."""
@@ -333,7 +340,10 @@ class Store:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_once(self, work: Callable[[UnitOfWork], T], *, read_only: bool) -> T:
-        with self.engine.connect() as connection:
+        with (
+            contextlib.nullcontext() if read_only else self._write_turn(),
+            self.engine.connect() as connection,
+        ):
             connection.info["paywarden_read_only"] = read_only
             with connection.begin() as transaction:
                 uow = UnitOfWork(connection, self.clock, read_only=read_only)
@@ -343,6 +353,10 @@ class Store:
                 else:
                     uow.commit()
                 return result
+
+    def _write_turn(self) -> contextlib.AbstractContextManager[None]:
+        """This process's turn to write (SQLite; nothing to wait for on PostgreSQL)."""
+        return contextlib.nullcontext() if self._writers is None else self._writers.turn()
 
     def run_grouped(self, work: Callable[[UnitOfWork], T]) -> T:
         """Run ``work`` atomically in a transaction it may share with concurrent callers (group
@@ -404,7 +418,7 @@ class Store:
 
     def _commit_group(self, batch: list[_Unit[Any]]) -> None:
         try:
-            with self.engine.connect() as connection:
+            with self._write_turn(), self.engine.connect() as connection:
                 connection.info["paywarden_read_only"] = False
                 with connection.begin():
                     tail = Tail()

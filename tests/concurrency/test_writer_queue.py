@@ -35,7 +35,6 @@ def _queued(queue: WriterQueue) -> int:
 def test_turns_are_given_in_arrival_order_and_handed_over() -> None:
     queue = WriterQueue(timeout_s=WAIT_S)
     order: list[str] = []
-    release = threading.Event()
 
     def writer(name: str) -> None:
         with queue.turn():
@@ -47,14 +46,9 @@ def test_turns_are_given_in_arrival_order_and_handed_over() -> None:
             threads.append(threading.Thread(target=writer, args=(name,)))
             threads[-1].start()
             _until(lambda number=number: _queued(queue) == number)
-
-        def again() -> None:  # the holder wants another turn: it queues behind them
-            release.wait()
-            writer("a again")
-
-        threads.append(threading.Thread(target=again))
-        threads[-1].start()
-    release.set()
+    # The holder asks again at once, before any woken thread can run: the turn was handed
+    # to b as it was released, so the holder waits behind all three.
+    writer("a again")
     for thread in threads:
         thread.join(WAIT_S)
     assert order == ["b", "c", "d", "a again"]

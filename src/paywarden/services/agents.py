@@ -518,9 +518,8 @@ def remember_nonce(uow: UnitOfWork, keyid: str, nonce: str, expires_at: datetime
     """Record ``nonce`` for ``keyid`` until ``expires_at``; a nonce seen before (and not yet
     expired) raises ``nonce_replayed``. One statement: the nonce is inserted, or takes over
     its expired row; expired rows are otherwise purged in batches (``purge_expired_nonces``)."""
-    dialect_insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
     values = {"keyid": keyid, "nonce": nonce, "expires_at": expires_at, "now": uow.clock.now()}
-    if uow.execute(_INSERT_NONCE[dialect_insert.__module__], values).first() is None:
+    if uow.execute(_INSERT_NONCE[uow.dialect], values).first() is None:
         raise AuthenticationFailed(
             "this signature's nonce was used already; sign every request with a fresh nonce",
             code="nonce_replayed",
@@ -569,7 +568,7 @@ _KEY_ROW_SHARED = _KEY_ROW.with_for_update(read=True)
 # A row comes back when the nonce is new, or when its earlier use has expired (the row is
 # taken over); none when it is still remembered: a replay.
 _INSERT_NONCE = {
-    dialect_insert.__module__: (
+    dialect: (
         (nonce_insert := dialect_insert(request_nonces))
         .on_conflict_do_update(
             index_elements=[request_nonces.c.keyid, request_nonces.c.nonce],
@@ -578,7 +577,7 @@ _INSERT_NONCE = {
         )
         .returning(request_nonces.c.keyid)
     )
-    for dialect_insert in (pg_insert, sqlite_insert)
+    for dialect, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 
 

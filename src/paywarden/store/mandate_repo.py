@@ -83,7 +83,7 @@ _DROP_PERIODS = delete(mandate_usage).where(
     mandate_usage.c.period.in_(bindparam("periods", expanding=True)),
 )
 _UPSERT_USAGE = {
-    dialect_insert.__module__: (
+    dialect: (
         (usage_insert := dialect_insert(mandate_usage)).on_conflict_do_update(
             index_elements=[mandate_usage.c.mandate_id, mandate_usage.c.period],
             set_={
@@ -93,7 +93,7 @@ _UPSERT_USAGE = {
             },
         )
     )
-    for dialect_insert in (postgresql_insert, sqlite_insert)
+    for dialect, dialect_insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
 }
 
 
@@ -185,8 +185,7 @@ def save_usage(uow: UnitOfWork, mandate_id: str, before: Usage, after: Usage) ->
         }
         for key, spent in sorted(after.periods.items())
     ]
-    dialect_insert = postgresql_insert if uow.dialect == "postgresql" else sqlite_insert
-    uow.write(_UPSERT_USAGE[dialect_insert.__module__], rows)
+    uow.write(_UPSERT_USAGE[uow.dialect], rows)
 
 
 prepare_all(globals())  # the statements built above run on the driver (store.prepared)

@@ -340,10 +340,7 @@ class Store:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_once(self, work: Callable[[UnitOfWork], T], *, read_only: bool) -> T:
-        with (
-            contextlib.nullcontext() if read_only else self._write_turn(),
-            self.engine.connect() as connection,
-        ):
+        with self._write_turn(read_only), self.engine.connect() as connection:
             connection.info["paywarden_read_only"] = read_only
             with connection.begin() as transaction:
                 uow = UnitOfWork(connection, self.clock, read_only=read_only)
@@ -354,9 +351,12 @@ class Store:
                     uow.commit()
                 return result
 
-    def _write_turn(self) -> contextlib.AbstractContextManager[None]:
-        """This process's turn to write (SQLite; nothing to wait for on PostgreSQL)."""
-        return contextlib.nullcontext() if self._writers is None else self._writers.turn()
+    def _write_turn(self, read_only: bool = False) -> contextlib.AbstractContextManager[None]:
+        """This process's turn to write (SQLite; nothing to wait for on PostgreSQL, nor to
+        read)."""
+        if read_only or self._writers is None:
+            return contextlib.nullcontext()
+        return self._writers.turn()
 
     def run_grouped(self, work: Callable[[UnitOfWork], T]) -> T:
         """Run ``work`` atomically in a transaction it may share with concurrent callers (group

@@ -121,6 +121,28 @@ def test_a_retried_payment_is_replayed_not_paid_twice(api: Api, agent: Agent) ->
     assert left == 5_000 - 700
 
 
+def test_a_key_revoked_after_it_paid_is_refused_at_once(api: Api, clock: FakeClock) -> None:
+    """The key's material is cached once it has signed (the payment route then verifies on
+    the event loop); whether it may still sign is read with every payment."""
+    origin = f"https://agents-{secrets.token_hex(4)}.example"
+    platform = api.post("/v1/agent_platforms", api.admin_key, {"name": "A", "origin": origin})
+    platform_key = platform.json()["secret_key"]
+    key = ed25519_private_key(secrets.token_bytes(32))
+    made = api.post("/v1/agents", platform_key, {"name": "Shopper", "keys": [key.public_jwk()]})
+    agent = Agent(api, clock, key, made.json()["id"])
+    user, user_key = api.user(funded=20_000)
+    merchant, _ = api.merchant()
+    mandate_id = _granted(api, agent, user, user_key, merchant["id"])
+    body = {"mandate": mandate_id, "merchant": merchant["id"], "amount": 300, "currency": "usd"}
+    assert agent.post("/v1/payments", body).status_code == 201
+    revoked = api.post(f"/v1/agents/{agent.id}/keys/{key.keyid}/revoke", platform_key)
+    assert revoked.status_code == 200, revoked.text
+    refused = agent.post("/v1/payments", body)
+    assert refused.status_code == 401 and _code(refused) == "key_revoked", refused.text
+    left = api.get(f"/v1/mandates/{mandate_id}", user_key).json()["remaining"][0]["amount_left"]
+    assert left == 5_000 - 300
+
+
 def test_revoked_by_an_admin_the_next_payment_is_declined(api: Api, agent: Agent) -> None:
     user, user_key = api.user(funded=20_000)
     merchant, _ = api.merchant()

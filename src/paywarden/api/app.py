@@ -95,6 +95,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             await asyncio.get_running_loop().run_in_executor(
                 None, partial(background.shutdown, wait=True)
             )
+            await asyncio.get_running_loop().run_in_executor(None, store.close)
             store.engine.dispose()
 
     app = FastAPI(

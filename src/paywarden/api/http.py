@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -53,9 +54,9 @@ __all__ = [
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
-# Threads for grouped POSTs: a request waiting for its group's commit holds one, so this is
-# how many payments can be in flight (past it they queue for a thread); anyio's default is 40.
-HOT_WORKERS_MAX = 64
+# Threads that read an agent's key the cache does not hold yet, off the event loop; the rest
+# of a grouped POST runs on the loop and on a lane's thread (Store.grouped).
+HOT_WORKERS_MAX = 16
 VERSION_HEADER = "Paywarden-Version"
 JSON_DEPTH_MAX = 32
 PATH_LENGTH_MAX = 500  # the length of idempotency_keys.path
@@ -174,6 +175,27 @@ def verify_agent(store: Store, parts: RequestParts) -> VerifiedSignature:
         now=store.clock.now(),
         policy=AGENT_POLICY,
     )
+
+
+class _KeyNotCached(Exception):
+    """The key a signature names is not in the cache (see :func:`_verify_cached`)."""
+
+
+def _verify_cached(store: Store, parts: RequestParts) -> VerifiedSignature | None:
+    """:func:`verify_agent` where its key is cached already, as it is for every agent that
+    has signed before: CPU alone, fit for the event loop. None where the key would have to
+    be read from the store (then :func:`verify_agent`, on a worker thread)."""
+
+    def cached(keyid: str) -> PublicKey:
+        key = _AGENT_KEYS.cached(keyid)
+        if key is None:
+            raise _KeyNotCached(keyid)
+        return key
+
+    try:
+        return verify_request(parts, keys=cached, now=store.clock.now(), policy=AGENT_POLICY)
+    except _KeyNotCached:
+        return None
 
 
 def _admit_agent(store: Store, parts: RequestParts) -> Principal:
@@ -390,8 +412,8 @@ def grouped_unit(
     req_id: str | None = None,
 ) -> Callable[[UnitOfWork], Answer]:
     """The unit of work of one grouped POST (see :func:`_post_grouped`), for
-    ``Store.run_grouped``: admission, the key's claim, the effect in a savepoint, and the
-    stored response. ``paywarden bench`` runs the same unit in-process."""
+    ``Store.grouped``: admission, the key's claim, the effect in a savepoint, and the stored
+    response. ``paywarden bench`` runs the same unit in-process (``Store.run_grouped``)."""
     fingerprint = idempotency.fingerprint(raw, rt.secret)
 
     def unit(uow: UnitOfWork) -> Answer:
@@ -439,7 +461,7 @@ async def _post_grouped(
     status: int,
     render: Callable[[Any], tuple[int, dict[str, Any]]] | None,
 ) -> Response:
-    """One POST as one unit of work under group commit (``Store.run_grouped``).
+    """One POST as one unit of work under group commit (``Store.grouped``).
 
     What :func:`post` does in three transactions (the agent's admission with its nonce, the
     key's claim, then effect plus stored response) happens here in one, which commits with
@@ -448,12 +470,13 @@ async def _post_grouped(
     stored error; its effect is rolled back to a savepoint. A 5xx rolls everything back, so
     a retry runs afresh. A second request with the same key waits for the first to commit
     (SQLite: one writer; PostgreSQL: the key's unique index) and then replays its answer.
-    The signature itself is checked before, outside any transaction, on the same worker
-    thread (one hop off the event loop per request)."""
+    The signature is checked before, outside any transaction, on the event loop when its
+    key is cached (CPU alone), else on a worker thread that reads the key; the unit is
+    awaited with ``Store.grouped``, so no thread waits for the commit."""
     rt = runtime(request)
     parts: RequestParts | None = None
     if "authorization" not in request.headers and "signature-input" in request.headers:
-        parts = await _request_parts(request)  # an agent's: verified on the worker thread
+        parts = await _request_parts(request)  # an agent's: verified below
     else:
         principal, version = await authenticated(request, allow_agents=True)
 
@@ -462,30 +485,29 @@ async def _post_grouped(
 
     body = await request.body()
     path, req_id = request.url.path, request_id(request)
-
-    def whole() -> tuple[Answer, str]:
-        admit: Callable[[UnitOfWork], Principal]
-        if parts is None:
-            admit, agreed = admit_known, version
-        else:
-            admit = signed_admission(rt.store, verify_agent(rt.store, parts))
-            agreed = _version(request, identity.API_VERSION)
-        key, raw = _checked_body_of(request, path, body)
-        unit = grouped_unit(
-            rt,
-            admit,
-            path=path,
-            key=key,
-            raw=raw,
-            model=model,
-            work=work,
-            render=render,
-            status=status,
-            req_id=req_id,
-        )
-        return rt.store.run_grouped(unit), agreed
-
-    answer, version = await _on_hot_worker(whole)
+    admit: Callable[[UnitOfWork], Principal]
+    if parts is None:
+        admit = admit_known
+    else:
+        verified = _verify_cached(rt.store, parts)
+        if verified is None:  # its key is not cached: read it off the event loop
+            verified = await _on_hot_worker(partial(verify_agent, rt.store, parts))
+        admit = signed_admission(rt.store, verified)
+        version = _version(request, identity.API_VERSION)
+    key, raw = _checked_body_of(request, path, body)
+    unit = grouped_unit(
+        rt,
+        admit,
+        path=path,
+        key=key,
+        raw=raw,
+        model=model,
+        work=work,
+        render=render,
+        status=status,
+        req_id=req_id,
+    )
+    answer = await rt.store.grouped(unit)
     if answer.error is not None:
         response = error_response(answer.error, req_id)
         response.headers[VERSION_HEADER] = version
@@ -500,7 +522,7 @@ async def _on_hot_worker(work: Callable[[], T]) -> T:
     """Run ``work`` on a worker thread of the hot path's own pool, with this request's
     context. asyncio's executor hop costs a fraction of anyio's (``run_in_threadpool``),
     whose cancel scopes and limiter took about 8 % of the server's CPU per payment (py-spy,
-    two hops a payment then)."""
+    two hops a payment then; a payment by a cached key now makes none)."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_HOT_WORKERS, contextvars.copy_context().run, work)
 

@@ -449,6 +449,14 @@ class KeyCache:
         self._keys: OrderedDict[str, PublicKey] = OrderedDict()
         self._lock = threading.Lock()
 
+    def cached(self, keyid: str) -> PublicKey | None:
+        """The key if it is cached, without loading it."""
+        with self._lock:
+            key = self._keys.get(keyid)
+            if key is not None:
+                self._keys.move_to_end(keyid)
+            return key
+
     def get(self, keyid: str, load: Callable[[], PublicKey | None]) -> PublicKey | None:
         with self._lock:
             key = self._keys.get(keyid)

@@ -31,12 +31,14 @@ has one writer, so one lane.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -297,6 +299,9 @@ class _Unit(Generic[T]):
     retry_alone: bool = False
     leads: bool = False  # this caller's thread commits the groups for now
     woken: threading.Event = field(default_factory=threading.Event)
+    # A unit awaited on an event loop (Store.grouped) has no thread of its own: its outcome
+    # goes to this future, on its loop, and a lane's thread leads in its stead.
+    future: asyncio.Future[None] | None = None
 
 
 class Store:
@@ -320,6 +325,8 @@ class Store:
         self._group_lock = threading.Lock()
         self._pending: list[_Unit[Any]] = []
         self._leaders = 0
+        # Threads that lead in place of units awaited on an event loop, one per lane at most.
+        self._lane_threads: ThreadPoolExecutor | None = None
         # SQLite's writers of this process take turns in arrival order (store.writers).
         self._writers = (
             WriterQueue(SQLITE_BUSY_TIMEOUT_MS / 1000) if self.dialect == "sqlite" else None
@@ -388,11 +395,54 @@ class Store:
         result: T = unit.value
         return result
 
-    def _lead(self, unit: _Unit[Any]) -> None:
+    async def grouped(self, work: Callable[[UnitOfWork], T]) -> T:
+        """:meth:`run_grouped` for a caller on an event loop: the same groups, without a
+        thread per caller. The unit waits in the same queue; a lane's thread of this store
+        leads where the caller's own thread would, and a group's outcomes reach their loop
+        in one callback. Per payment that saves the hops to and from a worker thread and
+        the leader's wake-up of each waiting one (see docs/operations.md)."""
+        loop = asyncio.get_running_loop()
+        unit: _Unit[T] = _Unit(work, future=loop.create_future())
+        with self._group_lock:
+            self._pending.append(unit)
+            detach = self._leaders < self.lanes
+            if detach:
+                self._leaders += 1
+        if detach:
+            self._detach_lead()
+        assert unit.future is not None
+        await unit.future
+        if unit.retry_alone:  # a transient conflict inside the group: run it on its own
+            return await loop.run_in_executor(None, self.run, work)
+        if unit.error is not None:
+            raise unit.error
+        result: T = unit.value
+        return result
+
+    def close(self) -> None:
+        """Stop the lanes' threads once the groups in flight have committed (at shutdown,
+        before the engine is disposed). A later :meth:`grouped` starts them again."""
+        with self._group_lock:
+            threads, self._lane_threads = self._lane_threads, None
+        if threads is not None:
+            threads.shutdown(wait=True)
+
+    def _detach_lead(self) -> None:
+        """Lead on a lane's thread (a unit awaited on a loop has none of its own to lend)."""
+        with self._group_lock:
+            if self._lane_threads is None:
+                self._lane_threads = ThreadPoolExecutor(
+                    max_workers=self.lanes, thread_name_prefix="paywarden-lane"
+                )
+            threads = self._lane_threads
+        threads.submit(self._lead, None)
+
+    def _lead(self, unit: _Unit[Any] | None) -> None:
         """Commit groups of waiting units until ``unit`` is done or no unit waits (its own
-        is then in another lane's group), then hand the lane on or give it up."""
+        is then in another lane's group), then hand the lane on or give it up. A lane's
+        thread (``unit`` None) leads until no unit waits."""
         try:
-            while not unit.done:
+            while unit is None or not unit.done:
                 with self._group_lock:
                     batch = self._pending[: self.group_size_max]
                     del self._pending[: self.group_size_max]
@@ -400,21 +450,28 @@ class Store:
                     break
                 try:
                     self._commit_group(batch)
+                except Exception:
+                    if unit is not None:
+                        raise  # the group failed beyond its units: to this caller too
                 finally:
-                    for committed in batch:
-                        if committed is not unit:
-                            committed.woken.set()
+                    _tell(batch, unit)
         finally:  # also when a group failed beyond its units (the error reaches this caller)
+            detach = False
             with self._group_lock:
-                unit.leads = False
-                if unit in self._pending:
-                    self._pending.remove(unit)
+                if unit is not None:
+                    unit.leads = False
+                    if unit in self._pending:
+                        self._pending.remove(unit)
                 successor = next((u for u in self._pending if not u.leads), None)
-                if successor is not None:
+                if successor is None:
+                    self._leaders -= 1
+                elif successor.future is None:
                     successor.leads = True
                     successor.woken.set()
                 else:
-                    self._leaders -= 1
+                    detach = True  # awaited on a loop: a lane's thread leads for it
+            if detach:
+                self._detach_lead()
 
     def _commit_group(self, batch: list[_Unit[Any]]) -> None:
         try:
@@ -467,6 +524,26 @@ class Store:
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+
+def _tell(batch: list[_Unit[Any]], leader: _Unit[Any] | None) -> None:
+    """Tell a committed batch's units their outcome: a waiting thread is woken; the futures
+    of units awaited on event loops are settled in one callback per loop."""
+    loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for committed in batch:
+        if committed.future is not None:
+            loops.setdefault(committed.future.get_loop(), []).append(committed.future)
+        elif committed is not leader:
+            committed.woken.set()
+    for loop, futures in loops.items():
+        with contextlib.suppress(RuntimeError):  # a loop closed meanwhile: no one awaits
+            loop.call_soon_threadsafe(_settle, futures)
+
+
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # a cancelled caller (its client went away) is not waiting
+            future.set_result(None)
 
 
 def _read_key(statement: Any, parameters: Any) -> tuple[int, Any] | None:

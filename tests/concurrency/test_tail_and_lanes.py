@@ -1,13 +1,14 @@
 """A transaction's tail and group commit in lanes, on SQLite and PostgreSQL.
 
 A unit of work may put writes to rows that every payment shares off to the end of its
-transaction (``UnitOfWork.credit_at_end``, ``UnitOfWork.audit_at_end``); under group commit
-the units' tails are applied together at the group's end. What must hold: a tail is applied
-exactly when its unit commits (never for a unit that failed, whatever the others did),
-credits add up, the balance ceiling holds, audit entries chain in order and the log
-verifies. On PostgreSQL several groups commit at once (``Store(lanes=…)``): a unit that
-arrives while a group runs may lead a group of its own, no unit is ever left waiting, and
-the shared rows' balances come out exact.
+transaction (``UnitOfWork.credit_at_end``, ``UnitOfWork.audit_at_end``), and its outbox
+events (``UnitOfWork.event_at_end``); under group commit the units' tails are applied
+together at the group's end. What must hold: a tail is applied exactly when its unit
+commits (never for a unit that failed, whatever the others did, nor what a savepoint
+rolled back), credits add up, the balance ceiling holds, audit entries chain in order and
+the log verifies, events keep the order they were emitted in. On PostgreSQL several groups
+commit at once (``Store(lanes=…)``): a unit that arrives while a group runs may lead a group
+of its own, no unit is ever left waiting, and the shared rows' balances come out exact.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from paywarden.kernel.money import BALANCE_MINOR_MAX
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.payments.ledger import AccountKind
 from paywarden.services import audit as audit_service
-from paywarden.store import schema
+from paywarden.store import outbox, schema
 from paywarden.store.ledger_repo import create_account
 from paywarden.store.tables_agents import request_nonces
 from paywarden.store.unit_of_work import Store, UnitOfWork
@@ -272,3 +273,71 @@ def test_a_read_only_transaction_puts_nothing_off(store: Store) -> None:
     with pytest.raises(InvariantViolation, match="read-only"):
         store.run(lambda uow: uow.audit_at_end(entry), read_only=True)
     assert _posted(store, hot) == 0
+
+
+def _events(store: Store) -> list[tuple[str, str]]:
+    """The outbox, in its order: (type, the object's id)."""
+    events = schema.events
+
+    def read(uow: UnitOfWork) -> list[tuple[str, str]]:
+        rows = uow.execute(select(events.c.type, events.c.data).order_by(events.c.sequence))
+        return [(row.type, row.data["object"]["id"]) for row in rows]
+
+    found: list[tuple[str, str]] = store.run(read, read_only=True)
+    return found
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["alone", "grouped"])
+def test_what_a_savepoint_rolls_back_is_never_applied_from_the_tail(
+    store: Store, grouped: bool
+) -> None:
+    """A unit puts off a credit, an audit entry and an event, then rolls back to a savepoint
+    taken before them (as a grouped POST does on a 4xx): none of them may reach the
+    database, though the unit commits what came before the savepoint."""
+    (hot,) = _accounts(store, 1)
+
+    def work(uow: UnitOfWork) -> str:
+        uow.credit_at_end(hot, 5)
+        outbox.emit(uow, "payment.succeeded", False, {"id": "pay_kept"}, at_end=True)
+        savepoint = uow.savepoint()
+        uow.credit_at_end(hot, 100)
+        audit_service.record_at_end(uow, "payment.tested", ACTOR, "pay_undone", {})
+        outbox.emit(uow, "payment.succeeded", False, {"id": "pay_undone"}, at_end=True)
+        savepoint.rollback()
+        return "committed"
+
+    assert (store.run_grouped(work) if grouped else store.run(work)) == "committed"
+    assert _posted(store, hot) == 5
+    assert _events(store) == [("payment.succeeded", "pay_kept")]
+    records = schema.audit_records
+    subjects = store.run(
+        lambda uow: [row.subject_id for row in uow.execute(select(records.c.subject_id))],
+        read_only=True,
+    )
+    assert "pay_undone" not in subjects
+
+
+def test_events_put_off_keep_their_order_with_those_that_follow(store: Store) -> None:
+    """An event emitted after one put off is put off too: the outbox's order is the order
+    of emission, across the units of a group as well."""
+
+    def unit(index: int) -> Callable[[UnitOfWork], None]:
+        def work(uow: UnitOfWork) -> None:
+            outbox.emit(uow, "payment.succeeded", False, {"id": f"pay_{index}a"}, at_end=True)
+            outbox.emit(uow, "payment.succeeded", False, {"id": f"pay_{index}b"})
+
+        return work
+
+    store.run(lambda uow: outbox.emit(uow, "payment.succeeded", False, {"id": "pay_first"}))
+    store.run(unit(0))
+    threads = [threading.Thread(target=store.run_grouped, args=(unit(i),)) for i in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT_S)
+    found = [subject for _type, subject in _events(store)]
+    assert found[:3] == ["pay_first", "pay_0a", "pay_0b"]
+    later = found[3:]
+    assert sorted(later) == sorted(f"pay_{i}{s}" for i in (1, 2, 3) for s in "ab")
+    for i in (1, 2, 3):  # each unit's pair in its order, whichever group it was in
+        assert later.index(f"pay_{i}a") < later.index(f"pay_{i}b")

@@ -164,9 +164,10 @@ def create_and_capture(
     accounts[payer.id] = ledger.reserve(accounts[payer.id], amount)  # in memory only
     captured, transfer_id = _post_capture(uow, hold, accounts, amount, now, fee_bps)
     insert_hold(uow, captured, description, now, capture_transfer_id=transfer_id)
-    emit(uow, "hold.created", hold.livemode, wire(HoldView(hold, now, None, description)))
+    created = wire(HoldView(hold, now, None, description))
+    emit(uow, "hold.created", hold.livemode, created, at_end=True)  # see outbox.emit
     view = HoldView(captured, now, transfer_id, description)
-    emit(uow, "hold.captured", hold.livemode, wire(view))
+    emit(uow, "hold.captured", hold.livemode, wire(view), at_end=True)
     return view
 
 

@@ -182,7 +182,7 @@ def pay(
         payment_id,
         {"mandate": mandate.id, "amount": request.amount, "reasons": list(decision.reasons)},
     )
-    emit(uow, _EVENT[decision.outcome], record.livemode, wire_payment(record))
+    emit(uow, _EVENT[decision.outcome], record.livemode, wire_payment(record), at_end=True)
     return record
 
 

@@ -91,19 +91,33 @@ _POSTING_SUMS = prepared(  # built once: every unit that moves money runs it bef
 @dataclass
 class Tail:
     """Writes put off to the end of a transaction (see the module docstring): amounts to add
-    to accounts' posted balances, by account id, and audit entries to append, in order."""
+    to accounts' posted balances, by account id, audit entries to append, in order, and
+    outbox events to insert, in order (a group inserts all of its units' events at once)."""
 
     credits: dict[str, int] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.credits or self.audit)
+        return bool(self.credits or self.audit or self.events)
 
     def absorb(self, other: Tail) -> None:
         """Add ``other``'s writes after this tail's own."""
         for account_id, amount in other.credits.items():
             self.credits[account_id] = self.credits.get(account_id, 0) + amount
         self.audit.extend(other.audit)
+        self.events.extend(other.events)
+
+    def mark(self) -> tuple[dict[str, int], int, int]:
+        """What the tail holds now, for :meth:`restore` (a savepoint's)."""
+        return dict(self.credits), len(self.audit), len(self.events)
+
+    def restore(self, mark: tuple[dict[str, int], int, int]) -> None:
+        """Forget what was put off since ``mark`` was taken."""
+        credits, audited, evented = mark
+        self.credits = dict(credits)
+        del self.audit[audited:]
+        del self.events[evented:]
 
 
 class UnitOfWork:
@@ -224,6 +238,13 @@ class UnitOfWork:
         invariant(not self.read_only, "audit records are not written in a read-only transaction")
         self.tail.audit.append(entry)
 
+    def event_at_end(self, row: dict[str, Any]) -> None:
+        """Insert the outbox event ``row`` at the end of the transaction: a group inserts its
+        units' events in one statement. Until then, reads of the outbox in this transaction
+        do not see it."""
+        invariant(not self.read_only, "events are not written in a read-only transaction")
+        self.tail.events.append(row)
+
     def wrote_transfer(self, transfer_id: str) -> None:
         self.transfer_ids.append(transfer_id)
 
@@ -259,6 +280,10 @@ class Savepoint:
 
     def __init__(self, uow: UnitOfWork, name: str) -> None:
         self._uow, self._name = uow, name
+        # What the unit put off to its end, and the transfers it checks, as they stood: a
+        # rollback forgets what came after, as the database forgets the rows.
+        self._tail = uow.tail.mark()
+        self._transfers = len(uow.transfer_ids)
         self._marker: Pending | None = None
         if uow._defers:
             self._marker = Pending(None, f"SAVEPOINT {name}", None, "")
@@ -278,6 +303,8 @@ class Savepoint:
         if the ``SAVEPOINT`` itself was never sent, nothing after it was either."""
         uow = self._uow
         uow._changes += 1
+        uow.tail.restore(self._tail)
+        del uow.transfer_ids[self._transfers :]
         held = next((i for i, w in enumerate(uow._pending) if w is self._marker), None)
         if held is not None:
             del uow._pending[held:]

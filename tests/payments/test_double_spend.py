@@ -5,6 +5,10 @@ A mandate allows ``L`` a day; 32 threads, each with its own transaction through
 ``floor(L / a)`` must be approved, the others declined with the period budget as reason,
 and the ledger must show exactly that much captured: the mandate row lock serializes them
 on PostgreSQL, and ``BEGIN IMMEDIATE`` on SQLite.
+
+The same race under 32 mandates of one user (no mandate lock in common) against the wallet
+itself: only what the wallet holds is paid, the others are declined for insufficient funds,
+and no debit is lost (the wallet's row lock, taken by the read that finds it).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from payment_support import World, make_world
+from payment_support import World, budget, make_world
 from paywarden.kernel.clock import FakeClock
 from paywarden.services import mandates
 from paywarden.services.payments import PaymentRecord
@@ -34,20 +38,15 @@ def world(store: Store, clock: FakeClock) -> World:
     return make_world(store, clock, funded=100_000)
 
 
-def test_concurrent_payments_never_spend_past_the_daily_budget(world: World) -> None:
-    daily = {
-        "type": "paywarden.period_budget",
-        "period": "daily",
-        "currency": "usd",
-        "max": DAILY_LIMIT,
-    }
-    mandate_id = world.mandate([daily])
-    barrier = threading.Barrier(ATTEMPTS, timeout=BARRIER_TIMEOUT_S)
+def _released_together(world: World, mandate_ids: list[str]) -> list[PaymentRecord]:
+    """One payment of ``AMOUNT`` under each of ``mandate_ids`` (repeats allowed), each on
+    its own thread and transaction, all released at once by a barrier; none may fail."""
+    barrier = threading.Barrier(len(mandate_ids), timeout=BARRIER_TIMEOUT_S)
     results: list[PaymentRecord] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
 
-    def attempt() -> None:
+    def attempt(mandate_id: str) -> None:
         try:
             barrier.wait()
             record = world.pay(mandate_id, AMOUNT)
@@ -58,14 +57,25 @@ def test_concurrent_payments_never_spend_past_the_daily_budget(world: World) -> 
         with lock:
             results.append(record)
 
-    threads = [threading.Thread(target=attempt) for _ in range(ATTEMPTS)]
+    threads = [threading.Thread(target=attempt, args=(m,)) for m in mandate_ids]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(JOIN_TIMEOUT_S)
     assert not any(thread.is_alive() for thread in threads), "a payment never finished"
     assert errors == []
+    return results
 
+
+def test_concurrent_payments_never_spend_past_the_daily_budget(world: World) -> None:
+    daily = {
+        "type": "paywarden.period_budget",
+        "period": "daily",
+        "currency": "usd",
+        "max": DAILY_LIMIT,
+    }
+    mandate_id = world.mandate([daily])
+    results = _released_together(world, [mandate_id] * ATTEMPTS)
     expected = DAILY_LIMIT // AMOUNT
     assert Counter(record.status for record in results) == {
         "succeeded": expected,
@@ -85,6 +95,23 @@ def test_concurrent_payments_never_spend_past_the_daily_budget(world: World) -> 
         read_only=True,
     )
     assert captured == expected * AMOUNT
+
+
+def test_concurrent_payments_under_separate_mandates_never_overdraw_the_wallet(
+    store: Store, clock: FakeClock
+) -> None:
+    funds = 10_000
+    world = make_world(store, clock, funded=funds)
+    mandate_ids = [world.mandate([budget(50_000)]) for _ in range(ATTEMPTS)]
+    results = _released_together(world, mandate_ids)
+    expected = funds // AMOUNT
+    assert Counter(record.status for record in results) == {
+        "succeeded": expected,
+        "declined": ATTEMPTS - expected,
+    }
+    assert {r.reasons for r in results if r.status == "declined"} == {("insufficient_funds",)}
+    assert world.balance(str(world.user.id)) == funds - expected * AMOUNT
+    assert world.balance(world.merchant) == expected * AMOUNT
 
 
 PAYERS = 16

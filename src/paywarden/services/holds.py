@@ -27,7 +27,6 @@ from paywarden.store.ledger_repo import (
     load_accounts,
     load_accounts_with_system,
     load_hold,
-    prefetch_accounts,
     save_accounts,
     save_hold,
 )
@@ -107,9 +106,12 @@ def _hold_accounts(
     destination: Any,
     currency: str,
     description: str | None,
+    *,
+    lock_payer: bool = False,
 ) -> tuple[Account, Account]:
-    """A new hold's payer and payee accounts, checked (and its description)."""
-    payer = own_account(uow, principal, source, currency, "$.source")
+    """A new hold's payer and payee accounts, checked (and its description); with
+    ``lock_payer``, the payer's row is locked as it is read."""
+    payer = own_account(uow, principal, source, currency, "$.source", lock=lock_payer)
     payee = resolve_account(uow, principal, destination, currency, "$.destination")
     if payer.currency != currency or payee.currency != currency:
         raise InvalidRequest(
@@ -141,25 +143,25 @@ def create_and_capture(
     :func:`capture_hold` by ``payee`` leave behind (the hold, the capture transfer and its
     postings, the balances, ``hold.created`` and ``hold.captured``), in a third of the
     statements. The payer's reservation, placed and released in one transaction, is checked
-    (``insufficient_funds`` as :func:`create_hold` raises it) but never written; the three
-    accounts are locked once, in id order. An agent's payment (``services.payments``) pays
-    this way, passing the merchant's ``fee_bps`` it read with the merchant's category;
-    tests/payments/test_capture_at_once.py holds it to the two-step path.
+    (``insufficient_funds`` as :func:`create_hold` raises it) but never written. An agent's
+    payment (``services.payments``) pays this way, passing the merchant's ``fee_bps`` it
+    read with the merchant's category; tests/payments/test_capture_at_once.py holds it to
+    the two-step path.
 
-    Only the payer's account is locked. The payee's and the platform's fee account, which
+    Only the payer's account is locked, by the read that finds it (once: no second read
+    under a lock). The payee's and the platform's fee account, which
     every payment to that merchant credits, are read without a lock and credited at the
     end of the transaction (``UnitOfWork.credit_at_end``; a group of payments credits
     each once, at the group's end): their rows stay free until then."""
     access.require_type(user, PrincipalType.USER)
     now = uow.clock.now()
-    payer, to = _hold_accounts(uow, user, None, destination, currency, description)
+    payer, to = _hold_accounts(uow, user, None, destination, currency, description, lock_payer=True)
     if not access.owns(payee, to):
         raise PermissionDenied("only the payee (or an admin) may capture a hold")
-    prefetch_accounts(uow, [payer.id], lock=True)  # one round trip with the next read
     accounts = load_accounts_with_system(
         uow, [to.id], AccountKind.PLATFORM_FEES, currency, payer.livemode, lock=False
     )
-    accounts.update(load_accounts(uow, [payer.id], lock=True))
+    accounts[payer.id] = payer  # as read under its lock
     hold = _pending_hold(payer, to, currency, amount, now + HOLD_TTL_DEFAULT)
     accounts[payer.id] = ledger.reserve(accounts[payer.id], amount)  # in memory only
     captured, transfer_id = _post_capture(uow, hold, accounts, amount, now, fee_bps)

@@ -64,12 +64,24 @@ _ACCOUNT_BY_OWNER = select(schema.accounts).where(
     schema.accounts.c.currency == bindparam("currency"),
     schema.accounts.c.livemode == bindparam("livemode"),
 )
+# The same, locked as it is read (FOR NO KEY UPDATE, as ledger_repo.load_accounts locks).
+_LOCKED = {
+    _ACCOUNT_BY_ID: _ACCOUNT_BY_ID.with_for_update(key_share=True),
+    _ACCOUNT_BY_OWNER: _ACCOUNT_BY_OWNER.with_for_update(key_share=True),
+}
 
 
 def resolve_account(
-    uow: UnitOfWork, principal: Principal, reference: Any, currency: str, param: str
+    uow: UnitOfWork,
+    principal: Principal,
+    reference: Any,
+    currency: str,
+    param: str,
+    *,
+    lock: bool = False,
 ) -> Account:
-    """An account named by its own id, or by its owner's id (``usr_``/``mer_``) and currency."""
+    """An account named by its own id, or by its owner's id (``usr_``/``mer_``) and currency;
+    with ``lock``, its row is locked for update as it is read."""
     if not isinstance(reference, str):
         raise InvalidRequest("expected an account, user or merchant id", param=param)
     prefix = id_prefix(reference)
@@ -81,6 +93,8 @@ def resolve_account(
         raise InvalidRequest(
             f"{reference!r} is not an account, user or merchant id", code="invalid_id", param=param
         )
+    if lock:
+        query = _LOCKED[query]
     row = uow.execute(query, {**named, "livemode": principal.livemode}).first()
     if row is None:
         raise NotFound(f"no {currency} account for {reference}", param=param)
@@ -88,14 +102,21 @@ def resolve_account(
 
 
 def own_account(
-    uow: UnitOfWork, principal: Principal, reference: Any, currency: str, param: str
+    uow: UnitOfWork,
+    principal: Principal,
+    reference: Any,
+    currency: str,
+    param: str,
+    *,
+    lock: bool = False,
 ) -> Account:
-    """The payer's account: named explicitly, or for users their wallet in ``currency``."""
+    """The payer's account: named explicitly, or for users their wallet in ``currency``
+    (locked as it is read, with ``lock``)."""
     if reference is None:
         if principal.type is not PrincipalType.USER or principal.id is None:
             raise InvalidRequest("name the account to use", code="parameter_missing", param=param)
         reference = principal.id
-    account = resolve_account(uow, principal, reference, currency, param)
+    account = resolve_account(uow, principal, reference, currency, param, lock=lock)
     access.require_owner(principal, account, param)
     return account
 

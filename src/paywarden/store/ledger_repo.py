@@ -28,7 +28,6 @@ __all__ = [
     "insert_transfer",
     "load_accounts",
     "load_hold",
-    "prefetch_accounts",
     "save_accounts",
     "save_hold",
     "system_account",
@@ -182,12 +181,6 @@ def load_accounts(
     query = _ACCOUNTS_LOCKED if lock else _ACCOUNTS
     found = {row.id: account_from_row(row) for row in uow.execute(query, {"ids": wanted})}
     return _all_found(found, wanted, livemode)
-
-
-def prefetch_accounts(uow: UnitOfWork, ids: Iterable[str], *, lock: bool) -> None:
-    """Send :func:`load_accounts` of ``ids`` ahead (``UnitOfWork.prefetch``): on PostgreSQL
-    it goes out with the next statement that needs an answer."""
-    uow.prefetch(_ACCOUNTS_LOCKED if lock else _ACCOUNTS, {"ids": sorted(set(ids))})
 
 
 def _all_found(

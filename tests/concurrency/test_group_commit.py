@@ -222,11 +222,11 @@ def test_a_lost_connection_answers_the_awaiter_503(store: Store) -> None:
     assert _stored(store) == set()
 
 
-def test_a_group_that_fails_beyond_its_units_leaves_the_lane_leading(
+def test_a_group_that_fails_beyond_its_units_answers_its_awaiters_and_later_units_commit(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The group's transaction cannot even start: its awaiters get the error, and the lane's
-    thread goes on to commit the units that come after."""
+    """The group's transaction cannot even start: its awaiters get the error (not a hang),
+    and units awaited after it still commit."""
     connect = store.engine.connect
     calls = [0]
 

@@ -458,11 +458,10 @@ class KeyCache:
             return key
 
     def get(self, keyid: str, load: Callable[[], PublicKey | None]) -> PublicKey | None:
-        with self._lock:
-            key = self._keys.get(keyid)
-            if key is not None:
-                self._keys.move_to_end(keyid)
-                return key
+        """The key, cached or else loaded (and cached when found)."""
+        key = self.cached(keyid)
+        if key is not None:
+            return key
         key = load()
         if key is None:
             return None

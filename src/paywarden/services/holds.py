@@ -161,9 +161,8 @@ def create_and_capture(
     accounts = load_accounts_with_system(
         uow, [to.id], AccountKind.PLATFORM_FEES, currency, payer.livemode, lock=False
     )
-    accounts[payer.id] = payer  # as read under its lock
     hold = _pending_hold(payer, to, currency, amount, now + HOLD_TTL_DEFAULT)
-    accounts[payer.id] = ledger.reserve(accounts[payer.id], amount)  # in memory only
+    accounts[payer.id] = ledger.reserve(payer, amount)  # as read under its lock; in memory only
     captured, transfer_id = _post_capture(uow, hold, accounts, amount, now, fee_bps)
     insert_hold(uow, captured, description, now, capture_transfer_id=transfer_id)
     created = wire(HoldView(hold, now, None, description))

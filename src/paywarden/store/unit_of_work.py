@@ -330,6 +330,13 @@ class _Unit(Generic[T]):
     # goes to this future, on its loop, and a lane's thread leads in its stead.
     future: asyncio.Future[None] | None = None
 
+    def outcome(self) -> T:
+        """What its work returned, or the error it raised (once its batch is done)."""
+        if self.error is not None:
+            raise self.error
+        value: T = self.value
+        return value
+
 
 class Store:
     def __init__(
@@ -417,10 +424,7 @@ class Store:
             unit.woken.clear()
         if unit.retry_alone:  # a transient conflict inside the group: run it on its own
             return self.run(work)
-        if unit.error is not None:
-            raise unit.error
-        result: T = unit.value
-        return result
+        return unit.outcome()
 
     async def grouped(self, work: Callable[[UnitOfWork], T]) -> T:
         """:meth:`run_grouped` for a caller on an event loop: the same groups, without a
@@ -441,10 +445,7 @@ class Store:
         await unit.future
         if unit.retry_alone:  # a transient conflict inside the group: run it on its own
             return await loop.run_in_executor(None, self.run, work)
-        if unit.error is not None:
-            raise unit.error
-        result: T = unit.value
-        return result
+        return unit.outcome()
 
     def close(self) -> None:
         """Stop the lanes' threads once the groups in flight have committed (at shutdown,

@@ -275,6 +275,30 @@ def test_a_refused_payment_keeps_its_stored_error_and_its_nonce(api: Api, agent:
     assert left == 5_000
 
 
+def test_a_replayed_nonce_under_a_new_key_pays_nothing_and_keeps_no_claim(
+    api: Api, agent: Agent
+) -> None:
+    """The nonce's check goes out with the key's claim (one round trip on PostgreSQL): a
+    replay is refused there, and the claim made with it is undone, so the new key is
+    still free and nothing was paid."""
+    user, user_key = api.user(funded=20_000)
+    merchant, _ = api.merchant()
+    mandate_id = _granted(api, agent, user, user_key, merchant["id"])
+    body = {"mandate": mandate_id, "merchant": merchant["id"], "amount": 700, "currency": "usd"}
+    raw = json.dumps(body).encode()
+    headers = signed_headers(agent.key, "POST", "/v1/payments", created=agent.clock.now(), body=raw)
+    headers |= {"Content-Type": "application/json", "Idempotency-Key": "first-key"}
+    assert api.client.post("/v1/payments", content=raw, headers=headers).status_code == 201
+    replayed = api.client.post(
+        "/v1/payments", content=raw, headers={**headers, "Idempotency-Key": "second-key"}
+    )
+    assert (replayed.status_code, _code(replayed)) == (401, "nonce_replayed")
+    fresh = agent.post("/v1/payments", body, idempotency_key="second-key")  # a new nonce
+    assert (fresh.status_code, fresh.headers.get("Idempotent-Replayed")) == (201, None)
+    left = api.get(f"/v1/mandates/{mandate_id}", user_key).json()["remaining"][0]["amount_left"]
+    assert left == 5_000 - 2 * 700
+
+
 def test_concurrent_retries_of_one_payment_pay_once_and_replay(api: Api, agent: Agent) -> None:
     """The same key sent at once from many threads: one payment, and every other answer is
     its replay (the second waits for the first's commit instead of a 409)."""

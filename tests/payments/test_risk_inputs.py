@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from payment_support import NO_RISK, World, budget, make_world, payees
 from paywarden.authorization.risk import RiskConfig, RiskInputs, median
@@ -81,3 +83,28 @@ def test_failures_count_declines_and_a_named_merchant_is_not_new(world: World) -
     assert inputs.failures_recent == 1
     assert inputs.merchant_is_new  # never paid, not named
     assert not _inputs(world, mandate_id, world.merchant, NO_RISK).merchant_is_new  # named
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    amounts=st.lists(st.integers(min_value=1, max_value=50), min_size=0, max_size=9),
+    size=st.integers(min_value=1, max_value=10),
+)
+def test_the_median_the_store_computes_is_the_rules_median(
+    world: World, amounts: list[int], size: int
+) -> None:
+    """Over the last ``size`` amounts, duplicates and ties included: the store's one pass
+    (ranks in SQL) gives the count and the median ``risk.median`` defines."""
+    mandate_id = world.mandate([budget(10_000_000)])
+    for amount in amounts:
+        assert world.pay(mandate_id, amount).status == "succeeded"
+        world.clock.advance(timedelta(seconds=1))
+    config = RiskConfig(history_size_max=size, outlier_history_min=1)
+    inputs = _inputs(world, mandate_id, world.merchant, config)
+    last = amounts[-size:]
+    assert inputs.mandate_history == len(last)
+    assert inputs.mandate_median == (median(last) if last else 0)

@@ -198,6 +198,22 @@ def test_a_change_after_a_prefetch_makes_the_read_run_again(store: Store) -> Non
     assert store.run(work) == ["test.written", "test.executed", "test.executed"]
 
 
+@pytest.mark.postgres
+def test_on_postgresql_a_stable_prefetch_is_served_after_a_change(pg_store: Store) -> None:
+    """``stable``: the unit's own writes do not make it stale (for reads of what the unit
+    never writes); a plain prefetch of the same read is run again."""
+    pg_store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
+
+    def work(uow: UnitOfWork, stable: bool) -> str:
+        uow.prefetch(EVENT_TYPE, {"event_id": "evt_held_a"}, stable=stable)
+        uow.execute(TYPES, {}).all()  # the prefetch goes out with this read
+        uow.write(RETYPE, {"event_id": "evt_held_a", "new": f"test.{stable}"})
+        return str(uow.execute(EVENT_TYPE, {"event_id": "evt_held_a"}).scalar_one())
+
+    assert pg_store.run(lambda uow: work(uow, True)) == "test.held"  # as sent ahead
+    assert pg_store.run(lambda uow: work(uow, False)) == "test.False"
+
+
 def test_a_read_with_other_parameters_is_not_served_a_prefetched_one(store: Store) -> None:
     store.run(lambda uow: uow.execute(INSERT_EVENT, [_event("evt_held_a"), _event("evt_held_b")]))
 

@@ -432,9 +432,12 @@ def grouped_unit(
             if error.status >= 500:
                 raise
             answer = Answer(error.status, error_payload(error, req_id), error=error)
+            idempotency.complete_claimed_here(uow, scope, claimed, answer.status, answer.body)
         else:
+            # Stored before the release, so that on PostgreSQL it goes out in the release's
+            # round trip; if the release fails, the unit fails whole, its claim with it.
+            idempotency.complete_claimed_here(uow, scope, claimed, answer.status, answer.body)
             savepoint.commit()
-        idempotency.complete_claimed_here(uow, scope, claimed, answer.status, answer.body)
         return answer
 
     return unit

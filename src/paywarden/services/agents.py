@@ -524,13 +524,17 @@ def admit_signed_request(
 def remember_nonce(uow: UnitOfWork, keyid: str, nonce: str, expires_at: datetime) -> None:
     """Record ``nonce`` for ``keyid`` until ``expires_at``; a nonce seen before (and not yet
     expired) raises ``nonce_replayed``. One statement: the nonce is inserted, or takes over
-    its expired row; expired rows are otherwise purged in batches (``purge_expired_nonces``)."""
+    its expired row; expired rows are otherwise purged in batches (``purge_expired_nonces``).
+
+    It is a write held back (``UnitOfWork.write``): on PostgreSQL it goes out with the next
+    statement that needs an answer (the key's idempotency claim), and a replay raises
+    there, before that answer is looked at; the unit then rolls back whatever went with it."""
     values = {"keyid": keyid, "nonce": nonce, "expires_at": expires_at, "now": uow.clock.now()}
-    if uow.execute(_INSERT_NONCE[uow.dialect], values).first() is None:
-        raise AuthenticationFailed(
-            "this signature's nonce was used already; sign every request with a fresh nonce",
-            code="nonce_replayed",
-        )
+    replayed = AuthenticationFailed(
+        "this signature's nonce was used already; sign every request with a fresh nonce",
+        code="nonce_replayed",
+    )
+    uow.write(_INSERT_NONCE[uow.dialect], values, rows=1, lost=replayed)
 
 
 def purge_expired_nonces(uow: UnitOfWork, batch_size_max: int = NONCE_PURGE_BATCH_MAX) -> int:
@@ -572,17 +576,15 @@ _KEY_ROW = (
     .where(agent_keys.c.kid == bindparam("kid"))
 )
 _KEY_ROW_SHARED = _KEY_ROW.with_for_update(read=True)
-# A row comes back when the nonce is new, or when its earlier use has expired (the row is
+# One row is written when the nonce is new, or when its earlier use has expired (the row is
 # taken over); none when it is still remembered: a replay.
 _INSERT_NONCE = {
     dialect: (
-        (nonce_insert := dialect_insert(request_nonces))
-        .on_conflict_do_update(
+        (nonce_insert := dialect_insert(request_nonces)).on_conflict_do_update(
             index_elements=[request_nonces.c.keyid, request_nonces.c.nonce],
             set_={"expires_at": nonce_insert.excluded.expires_at},
             where=request_nonces.c.expires_at < bindparam("now"),
         )
-        .returning(request_nonces.c.keyid)
     )
     for dialect, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }

@@ -17,7 +17,12 @@ from paywarden.payments.holds import Hold, HoldStatus
 from paywarden.payments.ledger import Account, AccountKind, TransferKind
 from paywarden.payments.refunds import refund_postings, require_captured
 from paywarden.services import access
-from paywarden.services.ledger import own_account, post_transfer, resolve_account
+from paywarden.services.ledger import (
+    own_account,
+    post_transfer,
+    resolve_account,
+    resolve_with_system,
+)
 from paywarden.services.listing import page_rows
 from paywarden.services.records import HoldView, Page, RefundRecord, wire
 from paywarden.store import schema
@@ -113,6 +118,11 @@ def _hold_accounts(
     ``lock_payer``, the payer's row is locked as it is read."""
     payer = own_account(uow, principal, source, currency, "$.source", lock=lock_payer)
     payee = resolve_account(uow, principal, destination, currency, "$.destination")
+    _check_accounts(payer, payee, currency, description)
+    return payer, payee
+
+
+def _check_accounts(payer: Account, payee: Account, currency: str, description: str | None) -> None:
     if payer.currency != currency or payee.currency != currency:
         raise InvalidRequest(
             "both accounts must hold the hold's currency",
@@ -125,7 +135,6 @@ def _hold_accounts(
         )
     if description is not None and len(description) > 500:
         raise InvalidRequest("description is at most 500 characters", param="$.description")
-    return payer, payee
 
 
 def create_and_capture(
@@ -150,17 +159,20 @@ def create_and_capture(
 
     Only the payer's account is locked, by the read that finds it (once: no second read
     under a lock). The payee's and the platform's fee account, which
-    every payment to that merchant credits, are read without a lock and credited at the
-    end of the transaction (``UnitOfWork.credit_at_end``; a group of payments credits
-    each once, at the group's end): their rows stay free until then."""
+    every payment to that merchant credits, are read together without a lock and credited
+    at the end of the transaction (``UnitOfWork.credit_at_end``; a group of payments
+    credits each once, at the group's end): their rows stay free until then. Each of
+    those two reads may have been sent ahead (``services.payments`` does)."""
     access.require_type(user, PrincipalType.USER)
     now = uow.clock.now()
-    payer, to = _hold_accounts(uow, user, None, destination, currency, description, lock_payer=True)
+    payer = own_account(uow, user, None, currency, "$.source", lock=True)
+    to, fees = resolve_with_system(
+        uow, user, destination, currency, "$.destination", AccountKind.PLATFORM_FEES
+    )
+    _check_accounts(payer, to, currency, description)
     if not access.owns(payee, to):
         raise PermissionDenied("only the payee (or an admin) may capture a hold")
-    accounts = load_accounts_with_system(
-        uow, [to.id], AccountKind.PLATFORM_FEES, currency, payer.livemode, lock=False
-    )
+    accounts = {to.id: to, fees.id: fees}
     hold = _pending_hold(payer, to, currency, amount, now + HOLD_TTL_DEFAULT)
     accounts[payer.id] = ledger.reserve(payer, amount)  # as read under its lock; in memory only
     captured, transfer_id = _post_capture(uow, hold, accounts, amount, now, fee_bps)

@@ -53,6 +53,7 @@ __all__ = [
     "active_signer",
     "audit_public_keys",
     "list_keys",
+    "prefetch_active",
     "published_jwks",
     "rotate",
     "verification_keys",
@@ -71,6 +72,12 @@ _ACTIVE_LOCKED = _ACTIVE.with_for_update()
 _ACTIVE_KID = select(_keys.c.kid, _keys.c.alg).where(
     _keys.c.purpose == bindparam("purpose"), _IS_ACTIVE
 )
+
+
+def prefetch_active(uow: UnitOfWork, purpose: Purpose) -> None:
+    """Send ahead (``UnitOfWork.prefetch``, stable: no payment writes a key) the read of
+    which key is active for ``purpose`` that :func:`active_signer` makes first."""
+    uow.prefetch(_ACTIVE_KID, {"purpose": purpose.value}, stable=True)
 
 
 def active_signer(uow: UnitOfWork, purpose: Purpose, master_key: bytes) -> PlatformSigner:

@@ -25,6 +25,8 @@ from paywarden.store.ledger_repo import (
     account_from_row,
     insert_transfer,
     load_accounts,
+    owned_with_system,
+    prefetch_owned_with_system,
     save_accounts,
     system_account,
 )
@@ -41,7 +43,10 @@ __all__ = [
     "list_transfers",
     "own_account",
     "post_transfer",
+    "prefetch_wallet",
+    "prefetch_with_system",
     "resolve_account",
+    "resolve_with_system",
     "top_up",
     "transfer",
 ]
@@ -99,6 +104,44 @@ def resolve_account(
     if row is None:
         raise NotFound(f"no {currency} account for {reference}", param=param)
     return account_from_row(row)
+
+
+def _by_owner(owner_id: str, currency: str, principal: Principal) -> dict[str, Any]:
+    return {"owner_id": owner_id, "currency": currency, "livemode": principal.livemode}
+
+
+def prefetch_wallet(uow: UnitOfWork, user: Principal, currency: str) -> None:
+    """Send ahead (``UnitOfWork.prefetch``) the read of the user's wallet, locked, that
+    :func:`own_account` with ``lock`` makes (the lock is taken when it is sent)."""
+    if user.type is PrincipalType.USER and user.id is not None:
+        uow.prefetch(_LOCKED[_ACCOUNT_BY_OWNER], _by_owner(user.id, currency, user))
+
+
+def prefetch_with_system(
+    uow: UnitOfWork, principal: Principal, owner_id: str, currency: str, kind: AccountKind
+) -> None:
+    """Send ahead the read :func:`resolve_with_system` makes of an owner's account."""
+    prefetch_owned_with_system(uow, owner_id, currency, principal.livemode, kind)
+
+
+def resolve_with_system(
+    uow: UnitOfWork,
+    principal: Principal,
+    reference: Any,
+    currency: str,
+    param: str,
+    kind: AccountKind,
+) -> tuple[Account, Account]:
+    """:func:`resolve_account` (no lock), and the platform's own account of ``kind`` in
+    ``currency`` (made on first use): in one statement when ``reference`` is an owner."""
+    if isinstance(reference, str) and id_prefix(reference) in {"usr", "mer"}:
+        owned, system = owned_with_system(uow, reference, currency, principal.livemode, kind)
+        if owned is None:
+            raise NotFound(f"no {currency} account for {reference}", param=param)
+        return owned, system
+    account = resolve_account(uow, principal, reference, currency, param)
+    made = system_account(uow, kind, currency, principal.livemode)
+    return account, load_accounts(uow, [made], lock=False)[made]
 
 
 def own_account(

@@ -28,19 +28,20 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, or_, select
 
 from paywarden.adapters.ids import new_id
 from paywarden.authorization.constraints import AllowedPayees
 from paywarden.authorization.decision import Decision, Outcome, PaymentRequest, decide, usage_after
 from paywarden.authorization.mandates import Mandate
-from paywarden.authorization.risk import RiskConfig, RiskInputs, assess, median
+from paywarden.authorization.risk import RiskConfig, RiskInputs, assess
 from paywarden.kernel.clock import rfc3339
 from paywarden.kernel.errors import InvalidRequest, NotFound, PermissionDenied, Unprocessable
 from paywarden.kernel.money import parse_amount, parse_currency
 from paywarden.kernel.principals import Principal, PrincipalType
+from paywarden.payments.ledger import AccountKind
 from paywarden.services import approvals, audit, holds, receipts
-from paywarden.services.ledger import own_account
+from paywarden.services.ledger import own_account, prefetch_wallet, prefetch_with_system
 from paywarden.services.mandates import zone
 from paywarden.store import schema
 from paywarden.store.mandate_repo import (
@@ -124,14 +125,22 @@ def pay(
     amount, currency = parse_amount(amount), parse_currency(currency)
     cart_hash = _cart_hash(cart_hash)
     # The first reads go out together (one round trip on PostgreSQL), in this order: the
-    # mandate's lock before its usage; each is then read below as if on its own. The risk
-    # windows are not among them: they end at the payment's instant, read under the lock.
+    # mandate's lock before its usage, the merchant's terms, the receipt key, the payee's
+    # and the fee account; each is then read below as if on its own. The risk windows are
+    # not among them: they end at the payment's instant, read under the lock.
     prefetch_mandate_and_usage(uow, mandate_id)
     uow.prefetch(_MERCHANT, _merchant_params(merchant_id, principal.livemode))
+    receipts.prefetch_signer(uow)
+    prefetch_with_system(uow, principal, merchant_id, currency, AccountKind.PLATFORM_FEES)
     stored = load_mandate(uow, mandate_id, lock=True)
     mandate = stored.mandate
     if mandate.agent != principal.id or stored.livemode != principal.livemode:
         raise NotFound(f"no such mandate: {mandate_id}", param="$.mandate")
+    # The wallet's lock goes out with the risk reads (the mandate's lock is held: the same
+    # order as ever); a payment that is then declined has held it to the commit for nothing.
+    prefetch_wallet(
+        uow, _acting_for(principal, PrincipalType.USER, mandate.user, mandate), currency
+    )
     category, fee_bps = _merchant_terms(uow, merchant_id, stored.livemode)
     request = PaymentRequest(amount, currency, merchant_id, category, cart_hash)
     now, tz = uow.clock.now(), zone(mandate)
@@ -240,8 +249,25 @@ _HISTORY = (
     .limit(bindparam("size"))
     .subquery()
 )
-# The three windows and the history's size in one statement (one round trip).
-_RISK_COUNTS = select(
+# The history's amounts ranked, and of them the middle one or two: ranks (n + 1) // 2 and
+# (n + 2) // 2 of n, one rank when n is odd. Their count, sum and n (0 for no history).
+_RANKED = select(
+    _HISTORY.c.amount,
+    func.row_number().over(order_by=_HISTORY.c.amount).label("rank"),
+    func.count().over().label("n"),
+).subquery()
+_MIDDLE = (
+    select(
+        func.coalesce(func.max(_RANKED.c.n), 0).label("history"),
+        func.coalesce(func.sum(_RANKED.c.amount), 0).label("middle_sum"),
+        func.count().label("middle_n"),
+    )
+    .where(or_(_RANKED.c.rank == (_RANKED.c.n + 1) // 2, _RANKED.c.rank == (_RANKED.c.n + 2) // 2))
+    .subquery()
+)
+# The three windows and the history's size and middle in one statement (one round trip,
+# one pass over the history).
+_RISK = select(
     _capped_count("agent", payments.c.agent_id == bindparam("agent_id"), _SUCCEEDED).label(
         "agent_recent"
     ),
@@ -251,14 +277,10 @@ _RISK_COUNTS = select(
     _capped_count(
         "failure", payments.c.agent_id == bindparam("agent_id"), payments.c.status == "declined"
     ).label("failures_recent"),
-    select(func.count()).select_from(_HISTORY).scalar_subquery().label("history"),
-)
-_HISTORY_MIDDLE = (
-    select(_HISTORY.c.amount)
-    .order_by(_HISTORY.c.amount)
-    .offset(bindparam("middle_at"))
-    .limit(bindparam("middle_n"))
-)
+    _MIDDLE.c.history,
+    _MIDDLE.c.middle_sum,
+    _MIDDLE.c.middle_n,
+).select_from(_MIDDLE)
 _PAID_BEFORE = (
     select(payments.c.id)
     .where(
@@ -296,15 +318,14 @@ def risk_inputs(
     decision does not grow with the history: a count stops there or at its deny threshold,
     whichever is lower (beyond the threshold a higher count decides the same)."""
 
-    size = {"mandate_id": mandate.id, "size": risk.history_size_max}
-    counts = uow.execute(
-        _RISK_COUNTS, _risk_counts_params(mandate.id, mandate.agent, now, risk)
-    ).one()
+    counts = uow.execute(_RISK, _risk_counts_params(mandate.id, mandate.agent, now, risk)).one()
     known = int(counts.history)
-    middle: list[int] = []
-    if known >= risk.outlier_history_min:  # the middle one or two of the last `known` amounts
-        at = {**size, "middle_at": (known - 1) // 2, "middle_n": 2 - known % 2}
-        middle = [int(amount) for amount in uow.execute(_HISTORY_MIDDLE, at).scalars()]
+    # The median of the middle one or two (the floor of their mean, as risk.median), only
+    # where the outlier rule reads it.
+    middle_n = int(counts.middle_n)
+    mandate_median = 0
+    if known >= risk.outlier_history_min and middle_n:
+        mandate_median = int(counts.middle_sum) // middle_n
     named = any(
         isinstance(c, AllowedPayees) and merchant_id in c.merchant_ids for c in mandate.constraints
     )
@@ -317,7 +338,7 @@ def risk_inputs(
         agent_payments_recent=int(counts.agent_recent),
         mandate_payments_recent=int(counts.mandate_recent),
         mandate_history=known,
-        mandate_median=median(middle) if middle else 0,
+        mandate_median=mandate_median,
         # A merchant the user named in the mandate is not new to them, whatever the history.
         merchant_is_new=not paid_before,
         failures_recent=int(counts.failures_recent),

@@ -17,6 +17,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import StaticPool
 
+from paywarden.store.prepared import run_driver_sql
+
 __all__ = ["make_engine", "normalise_url"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -79,6 +81,8 @@ def _sqlite_engine(url: str, synchronous: str, pool_size: int) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         read_only = connection.info.get("paywarden_read_only", False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # On the driver (as prepared statements run): SQLAlchemy's exec_driver_sql costs
+        # about 60 µs more, once a transaction; errors are raised as SQLAlchemy's alike.
+        run_driver_sql(connection, "BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -28,6 +28,8 @@ __all__ = [
     "insert_transfer",
     "load_accounts",
     "load_hold",
+    "owned_with_system",
+    "prefetch_owned_with_system",
     "save_accounts",
     "save_hold",
     "system_account",
@@ -136,6 +138,18 @@ _ACCOUNTS_AND_SYSTEM = (
     .order_by(A.c.id)
 )
 _ACCOUNTS_AND_SYSTEM_LOCKED = _ACCOUNTS_AND_SYSTEM.with_for_update(key_share=True)
+# An owner's account (in a currency and mode, as services.ledger finds it by owner) and a
+# system account: a payee and the platform's fees.
+_OWNED_AND_SYSTEM = select(A).where(
+    or_(
+        and_(
+            A.c.owner_id == bindparam("owner_id"),
+            A.c.currency == bindparam("currency"),
+            A.c.livemode == bindparam("livemode"),
+        ),
+        A.c.system_key == bindparam("system_key"),
+    )
+)
 _SAVE_ACCOUNT = (
     update(A)
     .where(A.c.id == bindparam("account_id"))
@@ -213,6 +227,44 @@ def load_accounts_with_system(
             uow, [*wanted, system_account(uow, kind, currency, livemode)], lock=lock
         )
     return _all_found({row.id: account_from_row(row) for row in rows}, wanted)
+
+
+def _owned_with_system_params(
+    owner_id: str, currency: str, livemode: bool, kind: AccountKind
+) -> dict[str, Any]:
+    return {
+        "owner_id": owner_id,
+        "currency": currency,
+        "livemode": livemode,
+        "system_key": _system_key(kind, currency, livemode),
+    }
+
+
+def prefetch_owned_with_system(
+    uow: UnitOfWork, owner_id: str, currency: str, livemode: bool, kind: AccountKind
+) -> None:
+    """Send ahead (``UnitOfWork.prefetch``) the read :func:`owned_with_system` makes."""
+    uow.prefetch(_OWNED_AND_SYSTEM, _owned_with_system_params(owner_id, currency, livemode, kind))
+
+
+def owned_with_system(
+    uow: UnitOfWork, owner_id: str, currency: str, livemode: bool, kind: AccountKind
+) -> tuple[Account | None, Account]:
+    """The account ``owner_id`` holds in ``currency`` (None if none) and the platform's own
+    account of ``kind`` (:func:`system_account`, made on first use), read without a lock in
+    one statement; what ``resolve_account`` by owner then :func:`load_accounts_with_system`
+    read in two."""
+    params = _owned_with_system_params(owner_id, currency, livemode, kind)
+    owned = system = None
+    for row in uow.execute(_OWNED_AND_SYSTEM, params):
+        if row.system_key == params["system_key"]:
+            system = account_from_row(row)
+        elif owned is None:
+            owned = account_from_row(row)
+    if system is None:  # its first use: made, then read
+        made = system_account(uow, kind, currency, livemode)
+        system = load_accounts(uow, [made], lock=False)[made]
+    return owned, system
 
 
 def save_accounts(uow: UnitOfWork, accounts: Iterable[Account]) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "FastResult",
     "Pending",
     "form_of",
+    "miscounted",
     "prepare_all",
     "prepared",
     "run_driver_sql",
@@ -245,14 +246,16 @@ class Pending(NamedTuple):
     """A write sent later, in one round trip with the next statement that needs an answer
     (see :meth:`~paywarden.store.unit_of_work.UnitOfWork.write`): its form (None for SQL
     without parameters, such as ``SAVEPOINT …``, held in ``parameters``), its values, and
-    the row count it must report (None: not checked) with what it means when it does not.
+    the row count it must report (None: not checked) with what it means when it does not
+    (an :class:`~paywarden.kernel.errors.InvariantViolation` with that message, or the
+    error given).
     A read sent ahead (:meth:`~paywarden.store.unit_of_work.UnitOfWork.prefetch`) gets its
     result put in ``result`` once it is in."""
 
     form: _Form | None
     parameters: Any
     rows: int | None
-    lost: str
+    lost: str | Exception
     result: list[FastResult] | None = None
 
 
@@ -394,9 +397,14 @@ def _answered(write: Pending, cursor: Any, result: FastResult | None = None) -> 
     """A held statement's answer is in: check its row count, hand a read sent ahead its
     result (``result``, when the caller built it already)."""
     if write.rows is not None and cursor.rowcount != write.rows:
-        raise InvariantViolation(write.lost)
+        raise miscounted(write.lost)
     if write.result is not None:
         write.result.append(result if result is not None else _finish(cursor, write.form))
+
+
+def miscounted(lost: str | Exception) -> Exception:
+    """What a write that reported the wrong row count raises (see :class:`Pending`)."""
+    return lost if isinstance(lost, Exception) else InvariantViolation(lost)
 
 
 def _wrapped(

@@ -56,6 +56,7 @@ from paywarden.store.prepared import (
     FastResult,
     Pending,
     form_of,
+    miscounted,
     prepared,
     run_driver_sql,
     run_prepared,
@@ -136,8 +137,9 @@ class UnitOfWork:
         self._defers = connection.dialect.driver == "psycopg" and _pipeline_supported()
         self._pending: list[Pending] = []
         # Reads sent ahead (see prefetch): their result, once in, and the count of changes
-        # made in this unit when each was queued; any later change makes it stale.
-        self._reads: dict[tuple[int, Any], tuple[list[FastResult], int]] = {}
+        # made in this unit when each was queued; any later change makes it stale (None:
+        # a stable read, never stale).
+        self._reads: dict[tuple[int, Any], tuple[list[FastResult], int | None]] = {}
         self._changes = 0
         self.tail = Tail()
 
@@ -158,11 +160,13 @@ class UnitOfWork:
             return self.connection.execute(statement, parameters)
         return result
 
-    def prefetch(self, statement: Any, parameters: Any) -> None:
+    def prefetch(self, statement: Any, parameters: Any, *, stable: bool = False) -> None:
         """Send a read the unit is about to run ahead, with the next round trip: the first
         :meth:`execute` of the same statement with equal parameters gets its result, unless
-        the unit changed anything since (then that execute runs it again). On PostgreSQL a
-        payment sends its first reads together this way; elsewhere this does nothing."""
+        the unit changed anything since (then that execute runs it again). With ``stable``
+        the result is used even so: for a read of what no unit on that path writes (the
+        active signing key). On PostgreSQL a payment sends its first reads together this
+        way; elsewhere this does nothing."""
         key = _read_key(statement, parameters)
         if not self._defers or key is None:
             return
@@ -171,24 +175,29 @@ class UnitOfWork:
             return
         box: list[FastResult] = []
         self._pending.append(Pending(form, parameters, None, "", box))
-        self._reads[key] = (box, self._changes)
+        self._reads[key] = (box, None if stable else self._changes)
 
     def _prefetched(self, statement: Any, parameters: Any) -> FastResult | None:
         key = _read_key(statement, parameters)
         entry = self._reads.pop(key, None) if key is not None else None
-        if entry is None or entry[1] != self._changes:
+        if entry is None or entry[1] not in (None, self._changes):
             return None
         box = entry[0]
         if not box:  # still held back: send it now, with what was held before it
             self.send_pending()
-        return box[0]
+        return box[0] if box else None
 
     def write(
-        self, statement: Any, parameters: Any = None, *, rows: int | None = None, lost: str = ""
+        self,
+        statement: Any,
+        parameters: Any = None,
+        *,
+        rows: int | None = None,
+        lost: str | Exception = "",
     ) -> None:
         """Run a write whose result the caller does not read. It must report ``rows`` rows
         when given (else :class:`~paywarden.kernel.errors.InvariantViolation` with
-        ``lost``).
+        ``lost``, or ``lost`` itself when it is an error: a refusal the count decides).
 
         On PostgreSQL the write is held back and sent, in order, in the round trip of the
         next statement that needs an answer: a read, a savepoint's release or rollback, the
@@ -204,8 +213,8 @@ class UnitOfWork:
                 self._pending.append(Pending(form, parameters, rows, lost))
                 return
         result = self.execute(statement, parameters)
-        if rows is not None:
-            invariant(result.rowcount == rows, lost)
+        if rows is not None and result.rowcount != rows:
+            raise miscounted(lost)
 
     def send_pending(self) -> None:
         """Send what :meth:`write` held back now (before the commit)."""
@@ -246,7 +255,12 @@ class UnitOfWork:
         self.tail.events.append(row)
 
     def wrote_transfer(self, transfer_id: str) -> None:
+        """``transfer_id`` and its postings are written (or held back): the check's read
+        (:meth:`check_before_commit`) is sent ahead after them, stable (a transfer's
+        postings never change once written), and answers the check if no other transfer
+        follows in this unit: it costs no round trip of its own."""
         self.transfer_ids.append(transfer_id)
+        self.prefetch(_POSTING_SUMS, {"transfer_ids": list(self.transfer_ids)}, stable=True)
 
     def check_before_commit(self) -> None:
         """The SQL half of the paired ledger checks, in one query: per transfer written in
@@ -263,14 +277,19 @@ class UnitOfWork:
 
     def commit(self, *, with_tail: bool = True) -> None:
         """Run the paired checks and send what is held back; with ``with_tail``, apply the
-        tail first (a grouped unit's tail is applied with its group's, at the group's end)."""
+        tail first. A grouped unit (no tail: it is applied with its group's, at the group's
+        end) leaves what it still holds back to its savepoint's release, which sends it and
+        raises its errors, unless a write among them has a row check."""
         if with_tail and self.tail:
             from paywarden.store.tail import apply_tail  # noqa: PLC0415 -- it imports this module
 
             tail, self.tail = self.tail, Tail()
             apply_tail(self, tail)
         self.check_before_commit()
-        self.send_pending()
+        if with_tail or any(held.rows is not None for held in self._pending):
+            # A row check must be answered before the savepoint's release: after it, the
+            # unit could no longer be undone alone.
+            self.send_pending()
         self._committed = True
 
 
@@ -305,6 +324,7 @@ class Savepoint:
         uow._changes += 1
         uow.tail.restore(self._tail)
         del uow.transfer_ids[self._transfers :]
+        uow._reads.clear()  # reads sent ahead may have been dropped unsent, or seen undone rows
         held = next((i for i, w in enumerate(uow._pending) if w is self._marker), None)
         if held is not None:
             del uow._pending[held:]

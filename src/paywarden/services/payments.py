@@ -6,7 +6,9 @@
    serialized: a payment that commits after the revocation commit would have had to read
    the mandate after it, and then it reads ``revoked`` and is declined);
 2. load the usage, the merchant's category and fee, and the recent payments risk looks at
-   (the first two go out with the mandate's lock, in one round trip on PostgreSQL);
+   (the first two go out with the mandate's lock, in one round trip on PostgreSQL, with the
+   receipt key and the payee's and the fee account; the risk reads go out in the next,
+   with the user's wallet, locked: a payment then declined has held that lock for nothing);
 3. :func:`~paywarden.authorization.decision.decide`;
 4. approve: a hold on the user's wallet for the merchant, captured at once, through the hold
    services (``holds.create_and_capture``: the platform acts for the user, who authorized it

@@ -77,6 +77,20 @@ def test_a_failed_row_check_raises_and_nothing_commits(store: Store) -> None:
     assert _types(store) == {}
 
 
+def test_a_grouped_unit_whose_last_row_check_fails_is_undone_alone(store: Store) -> None:
+    """The row check of a write still held at the unit's end is answered before the unit's
+    own savepoint is released: the unit is undone alone, and its group goes on."""
+
+    def failing(uow: UnitOfWork) -> None:
+        uow.write(INSERT_EVENT, _event("evt_held_a"))
+        uow.write(RETYPE, {"event_id": "evt_held_none", "new": "x"}, rows=1, lost="no such row")
+
+    with pytest.raises(InvariantViolation, match="no such row"):
+        store.run_grouped(failing)
+    store.run_grouped(lambda uow: uow.write(INSERT_EVENT, _event("evt_held_b")))
+    assert _types(store) == {"evt_held_b": "test.held"}
+
+
 def test_a_failed_held_write_raises_as_itself_and_its_savepoint_undoes_it(store: Store) -> None:
     store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
 

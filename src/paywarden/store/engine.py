@@ -81,8 +81,8 @@ def _sqlite_engine(url: str, synchronous: str, pool_size: int) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         read_only = connection.info.get("paywarden_read_only", False)
-        # On the driver (as prepared statements run): SQLAlchemy's exec_driver_sql costs
-        # about 60 µs more, once a transaction; errors are raised as SQLAlchemy's alike.
+        # On the driver, as prepared statements run (about 6 µs less a transaction than
+        # SQLAlchemy's exec_driver_sql, timed); errors are raised as SQLAlchemy's alike.
         run_driver_sql(connection, "BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

@@ -42,11 +42,15 @@ def _twin(uow: UnitOfWork, fee_bps: int, funded: int) -> dict[str, Any]:
         secret = platform.instance_secret(uow)
         ledger.top_up(uow, payer, amount=funded, currency="usd", card=CARD, token_key=secret)
     assert merchant.account is not None
-    return {"payer": payer, "payee": payee, "merchant": merchant.id}
+    return {"payer": payer, "payee": payee, "merchant": merchant.id, "account": merchant.account.id}
 
 
-def _pay(store: Store, twin: dict[str, Any], amount: int, *, at_once: bool) -> str | None:
-    """Pay ``amount``; the refusal's code, or None."""
+def _pay(
+    store: Store, twin: dict[str, Any], amount: int, *, at_once: bool, by_account: bool = False
+) -> str | None:
+    """Pay ``amount`` to the merchant, named by its id or (``by_account``) its account's;
+    the refusal's code, or None."""
+    destination = twin["account"] if by_account else twin["merchant"]
 
     def work(uow: UnitOfWork) -> None:
         if at_once:
@@ -54,7 +58,7 @@ def _pay(store: Store, twin: dict[str, Any], amount: int, *, at_once: bool) -> s
                 uow,
                 twin["payer"],
                 twin["payee"],
-                destination=twin["merchant"],
+                destination=destination,
                 amount=amount,
                 currency="usd",
                 description=DESCRIPTION,
@@ -63,7 +67,7 @@ def _pay(store: Store, twin: dict[str, Any], amount: int, *, at_once: bool) -> s
         placed = holds.create_hold(
             uow,
             twin["payer"],
-            destination=twin["merchant"],
+            destination=destination,
             amount=amount,
             currency="usd",
             description=DESCRIPTION,
@@ -142,18 +146,20 @@ def _left_behind(store: Store, twin: dict[str, Any]) -> str:
     funded=st.integers(0, 5_000),
     reserved=st.integers(0, 3_000),
     amount=st.integers(1, 6_000),
+    by_account=st.booleans(),
 )
 def test_capture_at_once_leaves_what_two_steps_leave(
-    sqlite_store: Store, fee_bps: int, funded: int, reserved: int, amount: int
+    sqlite_store: Store, fee_bps: int, funded: int, reserved: int, amount: int, by_account: bool
 ) -> None:
     outcomes, rows = [], []
     for at_once in (False, True):
         twin = sqlite_store.run(lambda uow: _twin(uow, fee_bps, funded))
         if reserved:  # another hold of the payer's, pending: its reservation stays
             _reserve(sqlite_store, twin, reserved)
-        outcomes.append(_pay(sqlite_store, twin, amount, at_once=at_once))
+        outcomes.append(_pay(sqlite_store, twin, amount, at_once=at_once, by_account=by_account))
         rows.append(_left_behind(sqlite_store, twin))
     assert outcomes[0] == outcomes[1]
+    assert outcomes[0] not in {"invalid_request", "invalid_id"}  # the payee was understood
     assert rows[0] == rows[1]
     assert ("<holds:" in rows[0]) == (outcomes[0] is None or 0 < reserved <= funded)
 

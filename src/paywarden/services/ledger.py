@@ -76,6 +76,12 @@ _LOCKED = {
 }
 
 
+def _by_owner(owner_id: str, currency: str, principal: Principal) -> dict[str, Any]:
+    """The parameters an account is read by its owner with (:func:`prefetch_wallet` sends
+    ahead exactly what :func:`resolve_account` then reads)."""
+    return {"owner_id": owner_id, "currency": currency, "livemode": principal.livemode}
+
+
 def resolve_account(
     uow: UnitOfWork,
     principal: Principal,
@@ -91,23 +97,19 @@ def resolve_account(
         raise InvalidRequest("expected an account, user or merchant id", param=param)
     prefix = id_prefix(reference)
     if prefix == "acct":
-        query, named = _ACCOUNT_BY_ID, {"account_id": reference}
+        query, named = _ACCOUNT_BY_ID, {"account_id": reference, "livemode": principal.livemode}
     elif prefix in {"usr", "mer"}:
-        query, named = _ACCOUNT_BY_OWNER, {"owner_id": reference, "currency": currency}
+        query, named = _ACCOUNT_BY_OWNER, _by_owner(reference, currency, principal)
     else:
         raise InvalidRequest(
             f"{reference!r} is not an account, user or merchant id", code="invalid_id", param=param
         )
     if lock:
         query = _LOCKED[query]
-    row = uow.execute(query, {**named, "livemode": principal.livemode}).first()
+    row = uow.execute(query, named).first()
     if row is None:
         raise NotFound(f"no {currency} account for {reference}", param=param)
     return account_from_row(row)
-
-
-def _by_owner(owner_id: str, currency: str, principal: Principal) -> dict[str, Any]:
-    return {"owner_id": owner_id, "currency": currency, "livemode": principal.livemode}
 
 
 def prefetch_wallet(uow: UnitOfWork, user: Principal, currency: str) -> None:

@@ -255,12 +255,14 @@ class UnitOfWork:
         self.tail.events.append(row)
 
     def wrote_transfer(self, transfer_id: str) -> None:
-        """``transfer_id`` and its postings are written (or held back): the check's read
-        (:meth:`check_before_commit`) is sent ahead after them, stable (a transfer's
-        postings never change once written), and answers the check if no other transfer
-        follows in this unit: it costs no round trip of its own."""
+        """``transfer_id`` and its postings are written (or held back). For the unit's
+        first transfer, the check's read (:meth:`check_before_commit`) is sent ahead after
+        them, stable (a transfer's postings never change once written): if no other
+        transfer follows (a payment has one), it costs no round trip of its own; if one
+        does, the check reads them all at the end, as before, and only this read is spare."""
         self.transfer_ids.append(transfer_id)
-        self.prefetch(_POSTING_SUMS, {"transfer_ids": list(self.transfer_ids)}, stable=True)
+        if len(self.transfer_ids) == 1:
+            self.prefetch(_POSTING_SUMS, {"transfer_ids": [transfer_id]}, stable=True)
 
     def check_before_commit(self) -> None:
         """The SQL half of the paired ledger checks, in one query: per transfer written in

@@ -498,22 +498,25 @@ def paced(
 ) -> Outcome:
     """An open-loop run: a payment is due every ``1/rate`` seconds for ``duration_s``,
     whatever the server's pace; any of ``connections`` free clients sends it. A sample is
-    from the time it was due to its answer, so queueing behind a slow server counts. One
-    payment per connection warms the server up first (verified, not timed)."""
+    from the time it was due to its answer, so queueing behind a slow server counts. The
+    server is warmed first by ``WARM_S`` at the same pace (verified, not timed): with one
+    payment per connection, each process's first connections and statements still fell
+    in the measured run."""
     check(rate > 0, "no peak rate to pace at")
     total = max(1, int(rate * duration_s))
     with serving(database_url, connections, scratch=scratch, log_path=log_path) as (world, port):
         authority = f"127.0.0.1:{port}"
         now = world.store.clock.now()
+        warming = max(connections, int(rate * WARM_S))
         requests = [
             payment_request(world, world.payers[i % connections], authority=authority, now=now)
-            for i in range(total + connections)
+            for i in range(warming + total)
         ]
-        # One payment per connection first, unmeasured: a warm server is what is paced.
-        warm = asyncio.run(_open_loop(port, connections, 0.0, requests[:connections]))
+        # WARM_S at the same pace first, unmeasured: a warm server is what is paced.
+        warm = asyncio.run(_open_loop(port, connections, 1 / rate, requests[:warming]))
         check(not warm.errors, f"a warm-up payment failed: {warm.errors[:1]}")
-        load = asyncio.run(_open_loop(port, connections, 1 / rate, requests[connections:]))
-    return Outcome(_checked(load, world, database_url, made=load.count + connections))
+        load = asyncio.run(_open_loop(port, connections, 1 / rate, requests[warming:]))
+    return Outcome(_checked(load, world, database_url, made=load.count + warming))
 
 
 async def _open_loop(

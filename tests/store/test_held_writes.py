@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from paywarden.kernel.errors import InvariantViolation
+from paywarden.store import prepared as prepared_module
 from paywarden.store import schema
 from paywarden.store.prepared import prepared
-from paywarden.store.unit_of_work import Store, UnitOfWork
+from paywarden.store.unit_of_work import Store, UnitOfWork, _Unit
 
 E = schema.events
 INSERT_EVENT = prepared(insert(E))
@@ -178,6 +179,39 @@ def test_on_postgresql_a_held_write_costs_no_round_trip_of_its_own(pg_store: Sto
     assert _types(pg_store) == {"evt_held_a": "test.held"}
 
 
+def test_on_postgresql_a_grouped_units_release_goes_with_the_next_round_trip(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two grouped units of one read each: three round trips before the commit, not four.
+    The first unit's ``RELEASE`` goes with the second unit's read, the second's at the
+    group's end; both units' writes are kept."""
+    rounds: list[list[str]] = []
+    run = prepared_module._execute
+
+    def counted(connection: Any, form: Any, parameters: Any, before: Any = (), *rest: Any) -> Any:
+        held = [str(p.parameters) if p.form is None else p.form.sql for p in before]
+        rounds.append([*held, str(parameters) if form is None else form.sql])
+        return run(connection, form, parameters, before, *rest)
+
+    monkeypatch.setattr(prepared_module, "_execute", counted)
+
+    def unit(event_id: str) -> Any:
+        def work(uow: UnitOfWork) -> str:
+            uow.write(INSERT_EVENT, _event(event_id))
+            return str(uow.execute(EVENT_TYPE, {"event_id": event_id}).scalar_one())
+
+        return work
+
+    units: list[_Unit[str]] = [_Unit(unit("evt_held_one")), _Unit(unit("evt_held_two"))]
+    pg_store._commit_group(units)
+    monkeypatch.undo()
+    assert [u.value for u in units] == ["test.held", "test.held"]
+    assert len(rounds) == 3, rounds
+    assert rounds[1][0] == "RELEASE SAVEPOINT pw_savepoint_1", rounds
+    assert rounds[2] == ["RELEASE SAVEPOINT pw_savepoint_2"], rounds
+    assert set(_types(pg_store)) == {"evt_held_one", "evt_held_two"}
+
+
 def test_a_prefetched_read_answers_as_the_read_itself(store: Store) -> None:
     store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
 
@@ -274,3 +308,33 @@ def test_on_postgresql_a_prefetched_read_with_a_list_is_answered_from_its_round_
         return list(served), list(other), list(again)
 
     assert pg_store.run(work) == (["test.held", "test.held"], ["x"], ["x", "test.held"])
+
+
+def test_a_units_held_release_that_fails_fails_its_group_and_undoes_no_unit_unseen(
+    store: Store,
+) -> None:
+    """On PostgreSQL a grouped unit's own ``RELEASE`` goes out with the next unit's first
+    round trip. Here it fails there: the first unit swallowed a database error, which left the
+    transaction failed. The next unit's first statement then raises, and its rollback must
+    not reach back to the first unit's savepoint (same name, one unit earlier), undo the
+    first unit's write and let the group commit with the first unit answered as if it had
+    succeeded. Every unit answered with success has its write stored; on SQLite (a failed
+    statement leaves the transaction usable) both commit."""
+
+    def swallows(uow: UnitOfWork) -> str:
+        uow.write(INSERT_EVENT, _event("evt_held_first"))
+        with pytest.raises(DBAPIError):
+            uow.execute(text("SELECT * FROM no_such_table"))
+        return "first"
+
+    def second(uow: UnitOfWork) -> str:
+        uow.execute(INSERT_EVENT, _event("evt_held_second"))
+        return "second"
+
+    units: list[_Unit[str]] = [_Unit(swallows), _Unit(second)]
+    store._commit_group(units)  # one group of the two, in this order
+    answered = {unit.value for unit in units if unit.error is None and not unit.retry_alone}
+    stored = {event_id.removeprefix("evt_held_") for event_id in _types(store)}
+    assert answered <= stored, f"answered {answered}, stored {stored}"
+    if store.dialect == "sqlite":
+        assert answered == {"first", "second"}

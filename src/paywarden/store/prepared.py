@@ -22,8 +22,9 @@ Writes held back by :meth:`~paywarden.store.unit_of_work.UnitOfWork.write` (a
 psycopg's pipeline mode: the server runs them in order and skips what follows a failure up
 to the sync, so the first one without a result is the one whose error is raised (with its
 own SQL in the error). Reads sent ahead (:class:`Pending` with a ``result``) go the same
-way. An agent payment makes 6 round trips of its own instead of 36, and its group 2 more
-and the commit at its end (see ``store.tail``; tests/payments/test_round_trips.py).
+way. An agent payment makes 5 round trips of its own instead of 36 (its savepoint's
+release goes with the next), and its group 2 more and the commit at its end (see
+``store.tail``; tests/payments/test_round_trips.py).
 
 Only statements that live as long as the process may be registered: the registry keys on
 the statement object's identity and keeps it alive.

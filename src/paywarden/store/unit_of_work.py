@@ -124,18 +124,29 @@ class Tail:
 class UnitOfWork:
     """A transaction plus what the services need around it: the clock and id source."""
 
-    def __init__(self, connection: Connection, clock: Clock, *, read_only: bool) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        clock: Clock,
+        *,
+        read_only: bool,
+        held: list[Pending] | None = None,
+        savepoints: int = 0,
+    ) -> None:
+        """``held``: writes an earlier unit of the same transaction left to go out first (a
+        grouped unit's savepoint release); ``savepoints``: how many savepoints that
+        transaction named before this unit, so that this unit's names are new."""
         self.connection = connection
         self.clock = clock
         self.read_only = read_only
         self.dialect = connection.dialect.name
         self.transfer_ids: list[str] = []
         self._committed = False
-        self._savepoints = 0
+        self._savepoints = savepoints
         # Writes held back until a statement needs an answer (see write): on PostgreSQL
         # through psycopg, whose pipeline mode sends them in that statement's round trip.
         self._defers = connection.dialect.driver == "psycopg" and _pipeline_supported()
-        self._pending: list[Pending] = []
+        self._pending: list[Pending] = list(held or ())
         # Reads sent ahead (see prefetch): their result, once in, and the count of changes
         # made in this unit when each was queued; any later change makes it stale (None:
         # a stable read, never stale).
@@ -312,12 +323,19 @@ class Savepoint:
         else:
             run_driver_sql(uow.connection, f"SAVEPOINT {name}")
 
-    def commit(self) -> None:
-        """Release the savepoint, after sending what was held back (its errors raise here)."""
+    def commit(self, *, hold: bool = False) -> None:
+        """Release the savepoint, after sending what was held back (its errors raise here).
+        With ``hold``, on PostgreSQL, when nothing else is held back, the ``RELEASE`` itself
+        is held back instead, for whoever sends the unit's writes next (a grouped unit's
+        own savepoint: see ``Store._run_in_savepoint``)."""
         uow = self._uow
         uow._changes += 1
+        release = f"RELEASE SAVEPOINT {self._name}"
+        if hold and uow._defers and not uow._pending:
+            uow._pending.append(Pending(None, release, None, ""))
+            return
         pending, uow._pending = uow._pending, []
-        run_driver_sql(uow.connection, f"RELEASE SAVEPOINT {self._name}", pending)
+        run_driver_sql(uow.connection, release, pending)
 
     def rollback(self) -> None:
         """Undo what followed the savepoint: what was held back after it is dropped unsent;
@@ -529,12 +547,15 @@ class Store:
                 connection.info["paywarden_read_only"] = False
                 with connection.begin():
                     tail = Tail()
+                    held: list[Pending] = []
+                    named = 0
                     for unit in batch:
-                        self._run_in_savepoint(connection, unit, tail)
-                    if tail:  # the units' writes to the rows they all share, at once
-                        end = UnitOfWork(connection, self.clock, read_only=False)
-                        end.tail = tail
-                        end.commit()
+                        held, named = self._run_in_savepoint(connection, unit, tail, held, named)
+                    # The units' writes to the rows they all share, at once, with the last
+                    # unit's savepoint release.
+                    end = UnitOfWork(connection, self.clock, read_only=False, held=held)
+                    end.tail = tail
+                    end.commit()
         except DBAPIError as error:  # the group's transaction failed: none of its units holds
             # A conflict rolled it back for sure: each unit runs again on its own. A lost
             # connection may have lost the COMMIT's answer, not the commit: 503, and the
@@ -552,13 +573,31 @@ class Store:
             for unit in batch:
                 unit.done = True
 
-    def _run_in_savepoint(self, connection: Connection, unit: _Unit[Any], tail: Tail) -> None:
-        uow = UnitOfWork(connection, self.clock, read_only=False)
+    def _run_in_savepoint(
+        self,
+        connection: Connection,
+        unit: _Unit[Any],
+        tail: Tail,
+        held: list[Pending],
+        named: int,
+    ) -> tuple[list[Pending], int]:
+        """Run ``unit`` in a savepoint of the group's transaction, after ``held`` (the group's
+        last unit left its savepoint's release to go out with this unit's first round trip)
+        and the ``named`` savepoints before it; returns what this unit leaves held back, and
+        how many savepoints are named now.
+
+        On PostgreSQL the unit's own ``RELEASE`` waits for the next round trip when nothing
+        else does, which saves one a unit. It has no answer to wait for: a ``RELEASE`` fails
+        only where the transaction has failed already, or the savepoint is gone. Should it
+        fail all the same, the next unit's first statement raises, and that unit's
+        ``ROLLBACK TO`` its own savepoint (never sent, its name new in the group) fails in
+        turn: the whole group fails, as a group does, and no unit is undone unseen."""
+        uow = UnitOfWork(connection, self.clock, read_only=False, held=held, savepoints=named)
         savepoint = uow.savepoint()
         try:
             value = unit.work(uow)
             uow.commit(with_tail=False)  # its paired checks, before its savepoint is released
-            savepoint.commit()
+            savepoint.commit(hold=True)
             unit.value = value
             tail.absorb(uow.tail)  # applied at the group's end, with the others'
         except DBAPIError as error:
@@ -570,6 +609,8 @@ class Store:
         except Exception as error:  # the unit's own failure: its effect alone is undone
             savepoint.rollback()
             unit.error = error
+        left, uow._pending = uow._pending, []
+        return left, uow._savepoints
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

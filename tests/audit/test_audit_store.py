@@ -17,7 +17,7 @@ from sqlalchemy import insert, text
 from paywarden.kernel.clock import FakeClock
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import audit
-from paywarden.store import audit_repo, schema
+from paywarden.store import audit_repo, prepared, schema
 from paywarden.store.outbox import emit
 from paywarden.store.unit_of_work import Store, UnitOfWork
 from paywarden.trust.audit import (
@@ -385,3 +385,39 @@ def test_a_deleted_checkpoint_breaks_the_checkpoint_chain(store: Store) -> None:
     assert [(p.kind, p.checkpoint_id) for p in report.problems] == [
         (ProblemKind.BROKEN_CHECKPOINT_CHAIN, 2)
     ]
+
+
+@pytest.mark.postgres
+def test_the_heads_of_every_partition_appended_to_are_locked_in_one_round_trip(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group's payments land in many partitions (a record's partition comes from its
+    subject): their heads are locked together, in partition order, not one round trip each."""
+
+    def entry(partition: int) -> AuditEntry:
+        return AuditEntry(
+            partition=partition,
+            event_type="payment.succeeded",
+            actor_type="agent",
+            actor_id="agt_one",
+            subject_id=f"pay_{partition}",
+            data={},
+            occurred_at=pg_store.clock.now(),
+        )
+
+    pg_store.run(lambda uow: audit_repo.append_all(uow, [entry(p) for p in (3, 1, 2)]))
+    rounds: list[list[str]] = []
+    run = prepared._execute
+
+    def counted(connection: Any, form: Any, parameters: Any, before: Any = (), *rest: Any) -> Any:
+        sent = [*(p.form for p in before), form]
+        rounds.append([f.sql for f in sent if f is not None])
+        return run(connection, form, parameters, before, *rest)
+
+    monkeypatch.setattr(prepared, "_execute", counted)
+    records = pg_store.run(lambda uow: audit_repo.append_all(uow, [entry(p) for p in (3, 1, 2)]))
+    monkeypatch.undo()
+    assert [(r.partition, r.sequence) for r in records] == [(3, 2), (1, 2), (2, 2)]
+    # the heads' reads, then the records and the heads' moves at the commit
+    assert len(rounds) == 2, rounds
+    assert sum("audit_heads" in sql and "FOR UPDATE" in sql for sql in rounds[0]) == 3, rounds

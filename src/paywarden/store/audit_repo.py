@@ -97,7 +97,10 @@ def append_all(uow: UnitOfWork, entries: Sequence[AuditEntry]) -> list[AuditReco
     """Append ``entries`` in order, locking their partitions' heads in partition order
     first (so that two transactions appending at once never deadlock)."""
     invariant(not uow.read_only, "audit records are not written in a read-only transaction")
-    heads = {p: _lock_head(uow, p) for p in sorted({entry.partition for entry in entries})}
+    partitions = sorted({entry.partition for entry in entries})
+    for partition in partitions:  # every head's lock in one round trip, in this order
+        uow.prefetch(_HEAD_LOCKED, {"head_partition": partition})
+    heads = {p: _lock_head(uow, p) for p in partitions}
     moved = dict(heads)
     records = []
     for audit_entry in entries:

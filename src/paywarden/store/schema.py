@@ -145,7 +145,8 @@ postings = Table(
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
-    Column("transfer_id", String(40), ForeignKey("transfers.id"), nullable=False, index=True),
+    # Looked up by the unique (transfer_id, account_id) below (0019 dropped its own index).
+    Column("transfer_id", String(40), ForeignKey("transfers.id"), nullable=False),
     Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
     Column("currency", String(3), nullable=False),
     Column("amount", BigInteger, nullable=False),

@@ -98,9 +98,9 @@ payments = Table(
         "status IN ('succeeded', 'declined', 'requires_confirmation')", name="status_known"
     ),
 )
-Index("ix_payments_mandate_created", payments.c.mandate_id, payments.c.created_at)
-Index("ix_payments_agent_created", payments.c.agent_id, payments.c.created_at)
-# The risk reads of every payment (payments.risk_inputs) scan these alone (migration 0018).
+# The risk reads of every payment (payments.risk_inputs) scan these alone (migration 0018);
+# every other read of a mandate's or an agent's payments, and their foreign keys, use them
+# too (0019 dropped the (mandate_id, created_at) and (agent_id, created_at) indexes).
 Index(
     "ix_payments_mandate_history",
     payments.c.mandate_id,

@@ -30,6 +30,11 @@ CARDS = [
 ]
 NETWORK_PREFIX = re.compile(r"^(4|5[1-5]|2[2-7]|3[47]|6011|64[4-9]|65|62|35)")
 DIGIT_RUN = re.compile(rb"(?<![0-9])[0-9]{13,19}(?![0-9])")
+# A hash or key in hex (audit chain hashes, SHA-256 digests): its digits are not a number.
+# One in a few thousand SHA-256 hex strings holds a 16-digit run that passes for a card
+# (a network prefix, Luhn-valid); the audit head's hash is rewritten on every append, and
+# such a run then showed up in the WAL on one run in a few dozen.
+HEX_TOKEN = re.compile(rb"[0-9a-f]{40,}")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -42,10 +47,16 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _masked(token: re.Match[bytes]) -> bytes:
+    """A hex token with a letter in it, blanked; a run of digits alone is left to the scan."""
+    text = token.group()
+    return b"x" * len(text) if re.search(rb"[a-f]", text) else text
+
+
 def scan(blob: bytes, needles: Iterable[bytes]) -> list[str]:
     """What in ``blob`` is a secret: a needle, or a card-like Luhn-valid digit run."""
     found = [needle.decode(errors="replace") for needle in needles if needle and needle in blob]
-    for match in DIGIT_RUN.finditer(blob):
+    for match in DIGIT_RUN.finditer(HEX_TOKEN.sub(_masked, blob)):
         digits = match.group().decode()
         if NETWORK_PREFIX.match(digits) and luhn_ok(digits):
             found.append(f"card-like {digits[:4]}…{digits[-4:]}")
@@ -58,6 +69,12 @@ def test_the_scanner_finds_what_is_planted() -> None:
     assert "pw_test_SECRET" in found
     assert "card-like 4111…1111" in found and "card-like 5105…5100" in found
     assert scan(b"4111111111111112 1764403200000 ulid 01M8JV8N5TE57KMRKNQ", []) == []
+    # a card-like run inside a hex digest is the digest's, not a card; beside one it is found
+    digest = b"ab4111111111111111" + b"cd" * 23
+    assert scan(b"hash " + digest + b" end", []) == []
+    assert scan(b"hash " + digest + b" 4111111111111111", []) == ["card-like 4111…1111"]
+    assert scan(b"4111111111111111" * 3, []) == []  # 48 digits: no card's length
+    assert scan(b" " + b"5" * 40 + b" 5105105105105100", []) == ["card-like 5105…5100"]
     assert all(luhn_ok(card) for card in CARDS)
 
 

@@ -13,8 +13,10 @@ from typing import Any
 import nacl.signing
 import pytest
 from sqlalchemy import insert, text
+from sqlalchemy.exc import DBAPIError
 
 from paywarden.kernel.clock import FakeClock
+from paywarden.kernel.errors import InvariantViolation
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import audit
 from paywarden.store import audit_repo, prepared, schema
@@ -22,6 +24,7 @@ from paywarden.store.outbox import emit
 from paywarden.store.unit_of_work import Store, UnitOfWork
 from paywarden.trust.audit import (
     AuditEntry,
+    ChainHead,
     Ed25519Signer,
     ProblemKind,
     checkpoint_message,
@@ -421,3 +424,30 @@ def test_the_heads_of_every_partition_appended_to_are_locked_in_one_round_trip(
     # the heads' reads, then the records and the heads' moves at the commit
     assert len(rounds) == 2, rounds
     assert sum("audit_heads" in sql and "FOR UPDATE" in sql for sql in rounds[0]) == 3, rounds
+
+
+def test_a_head_that_did_not_move_fails_the_append_and_nothing_commits(store: Store) -> None:
+    """Moving a partition's head is checked (on PostgreSQL by the server, so that the check
+    can share the COMMIT's round trip): a head that is not where the append found it fails
+    the transaction, and neither the record nor the head's move is kept."""
+
+    def entry() -> AuditEntry:
+        return AuditEntry(
+            partition=1,
+            event_type="payment.succeeded",
+            actor_type="agent",
+            actor_id="agt_one",
+            subject_id="pay_one",
+            data={},
+            occurred_at=store.clock.now(),
+        )
+
+    store.run(lambda uow: audit_repo.append_all(uow, [entry()]))
+
+    def stale(uow: UnitOfWork) -> None:
+        head = ChainHead(1, 7, "0" * 64)  # not the head: sequence 1 is
+        audit_repo._move_head(uow, head, ChainHead(1, 8, "f" * 64))
+
+    with pytest.raises((InvariantViolation, DBAPIError)):
+        store.run(stale)
+    assert rows(store, "SELECT last_sequence FROM audit_heads WHERE partition = 1") == [(1,)]

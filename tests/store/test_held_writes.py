@@ -68,6 +68,22 @@ def test_held_writes_are_sent_before_the_commit(store: Store) -> None:
     assert _types(store) == {"evt_held_last": "test.held"}
 
 
+def test_a_held_write_that_fails_beside_the_commit_commits_nothing(store: Store) -> None:
+    """On PostgreSQL the last writes and the COMMIT share a round trip: the server skips the
+    COMMIT after the duplicate key, and the write before it is undone with the rest."""
+    store.run(lambda uow: uow.write(INSERT_EVENT, _event("evt_held_a")))
+
+    def work(uow: UnitOfWork) -> None:
+        uow.write(INSERT_EVENT, _event("evt_held_b"))
+        uow.write(INSERT_EVENT, _event("evt_held_a"))
+
+    with pytest.raises(IntegrityError):
+        store.run(work)
+    assert _types(store) == {"evt_held_a": "test.held"}
+    store.run(lambda uow: uow.write(INSERT_EVENT, _event("evt_held_c")))  # the connection works
+    assert set(_types(store)) == {"evt_held_a", "evt_held_c"}
+
+
 def test_a_failed_row_check_raises_and_nothing_commits(store: Store) -> None:
     def work(uow: UnitOfWork) -> None:
         uow.write(INSERT_EVENT, _event("evt_held_a"))
@@ -182,9 +198,9 @@ def test_on_postgresql_a_held_write_costs_no_round_trip_of_its_own(pg_store: Sto
 def test_on_postgresql_a_grouped_units_release_goes_with_the_next_round_trip(
     pg_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two grouped units of one read each: three round trips before the commit, not four.
-    The first unit's ``RELEASE`` goes with the second unit's read, the second's at the
-    group's end; both units' writes are kept."""
+    """Two grouped units of one read each: three round trips with the commit, not five.
+    The first unit's ``RELEASE`` goes with the second unit's read, the second's with the
+    group's ``COMMIT``; both units' writes are kept."""
     rounds: list[list[str]] = []
     run = prepared_module._execute
 
@@ -208,7 +224,7 @@ def test_on_postgresql_a_grouped_units_release_goes_with_the_next_round_trip(
     assert [u.value for u in units] == ["test.held", "test.held"]
     assert len(rounds) == 3, rounds
     assert rounds[1][0] == "RELEASE SAVEPOINT pw_savepoint_1", rounds
-    assert rounds[2] == ["RELEASE SAVEPOINT pw_savepoint_2"], rounds
+    assert rounds[2] == ["RELEASE SAVEPOINT pw_savepoint_2", "COMMIT"], rounds
     assert set(_types(pg_store)) == {"evt_held_one", "evt_held_two"}
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, insert, select, text, update
+from sqlalchemy import Integer, Text, bindparam, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -81,6 +81,12 @@ _MOVE_HEAD = (
     )
     .values(last_sequence=bindparam("new_sequence"), head_hash=bindparam("new_hash"))
 )
+# The same move on PostgreSQL, checked by the server: it fails (division by zero) unless it
+# moved the head, so the check needs no answer before the transaction's COMMIT, which can
+# then go in the same round trip (UnitOfWork.commit(finish=True)): the server skips it
+# after the failure.
+_MOVED = _MOVE_HEAD.returning(_heads.c.partition).cte("moved")
+_MOVE_HEAD_CHECKED = select((literal(1, Integer) / func.count()).label("moved")).select_from(_MOVED)
 
 
 def append(uow: UnitOfWork, audit_entry: AuditEntry) -> AuditRecord:
@@ -115,17 +121,16 @@ def append_all(uow: UnitOfWork, entries: Sequence[AuditEntry]) -> list[AuditReco
 
 
 def _move_head(uow: UnitOfWork, head: ChainHead, to: ChainHead) -> None:
-    uow.write(
-        _MOVE_HEAD,
-        {
-            "head_partition": head.partition,
-            "head_sequence": head.sequence,
-            "new_sequence": to.sequence,
-            "new_hash": to.hash,
-        },
-        rows=1,
-        lost=f"audit head {head.partition} moved under its lock",
-    )
+    moved = {
+        "head_partition": head.partition,
+        "head_sequence": head.sequence,
+        "new_sequence": to.sequence,
+        "new_hash": to.hash,
+    }
+    if uow.dialect == "postgresql":
+        uow.write(_MOVE_HEAD_CHECKED, moved)
+        return
+    uow.write(_MOVE_HEAD, moved, rows=1, lost=f"audit head {head.partition} moved under its lock")
 
 
 def _lock_head(uow: UnitOfWork, partition: int) -> ChainHead:

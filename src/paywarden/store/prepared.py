@@ -23,8 +23,8 @@ psycopg's pipeline mode: the server runs them in order and skips what follows a 
 to the sync, so the first one without a result is the one whose error is raised (with its
 own SQL in the error). Reads sent ahead (:class:`Pending` with a ``result``) go the same
 way. An agent payment makes 5 round trips of its own instead of 36 (its savepoint's
-release goes with the next), and its group 2 more and the commit at its end (see
-``store.tail``; tests/payments/test_round_trips.py).
+release goes with the next), and its group 2 more, the second with the ``COMMIT`` (see
+``store.tail`` and ``UnitOfWork.commit``; tests/payments/test_round_trips.py).
 
 Only statements that live as long as the process may be registered: the registry keys on
 the statement object's identity and keeps it alive.

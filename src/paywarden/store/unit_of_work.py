@@ -288,18 +288,29 @@ class UnitOfWork:
             with_postings == set(self.transfer_ids), "a transfer was written without postings"
         )
 
-    def commit(self, *, with_tail: bool = True) -> None:
+    def commit(self, *, with_tail: bool = True, finish: bool = False) -> None:
         """Run the paired checks and send what is held back; with ``with_tail``, apply the
         tail first. A grouped unit (no tail: it is applied with its group's, at the group's
         end) leaves what it still holds back to its savepoint's release, which sends it and
-        raises its errors, unless a write among them has a row check."""
+        raises its errors, unless a write among them has a row check.
+
+        With ``finish`` (the transaction's end: nothing runs in it after this) the
+        transaction's ``COMMIT`` goes out on PostgreSQL in the round trip of the last writes
+        held back, when none of them has a row check: the server skips it after any
+        failure before it, so it commits only if every write succeeded (a row check is
+        answered only once the round trip is back: then the writes go first, and the
+        ``COMMIT`` after). SQLAlchemy's own commit then finds nothing left to commit."""
         if with_tail and self.tail:
             from paywarden.store.tail import apply_tail  # noqa: PLC0415 -- it imports this module
 
             tail, self.tail = self.tail, Tail()
             apply_tail(self, tail)
         self.check_before_commit()
-        if with_tail or any(held.rows is not None for held in self._pending):
+        checked = any(held.rows is not None for held in self._pending)
+        if finish and self._pending and not checked:
+            pending, self._pending = self._pending, []
+            run_driver_sql(self.connection, "COMMIT", pending)
+        elif with_tail or checked:
             # A row check must be answered before the savepoint's release: after it, the
             # unit could no longer be undone alone.
             self.send_pending()
@@ -429,7 +440,7 @@ class Store:
                 if read_only:
                     transaction.rollback()
                 else:
-                    uow.commit()
+                    uow.commit(finish=True)
                 return result
 
     def _write_turn(self, read_only: bool = False) -> contextlib.AbstractContextManager[None]:
@@ -555,7 +566,7 @@ class Store:
                     # unit's savepoint release.
                     end = UnitOfWork(connection, self.clock, read_only=False, held=held)
                     end.tail = tail
-                    end.commit()
+                    end.commit(finish=True)
         except DBAPIError as error:  # the group's transaction failed: none of its units holds
             # A conflict rolled it back for sure: each unit runs again on its own. A lost
             # connection may have lost the COMMIT's answer, not the commit: 503, and the

@@ -72,16 +72,17 @@ def test_a_held_write_that_fails_beside_the_commit_commits_nothing(store: Store)
     """On PostgreSQL the last writes and the COMMIT share a round trip: the server skips the
     COMMIT after the duplicate key, and the write before it is undone with the rest."""
     store.run(lambda uow: uow.write(INSERT_EVENT, _event("evt_held_a")))
-
-    def work(uow: UnitOfWork) -> None:
-        uow.write(INSERT_EVENT, _event("evt_held_b"))
-        uow.write(INSERT_EVENT, _event("evt_held_a"))
-
     with pytest.raises(IntegrityError):
-        store.run(work)
+        store.run(_a_write_then_a_duplicate)
     assert _types(store) == {"evt_held_a": "test.held"}
     store.run(lambda uow: uow.write(INSERT_EVENT, _event("evt_held_c")))  # the connection works
     assert set(_types(store)) == {"evt_held_a", "evt_held_c"}
+
+
+def _a_write_then_a_duplicate(uow: UnitOfWork) -> None:
+    """evt_held_b, then evt_held_a again (stored already): a duplicate key."""
+    uow.write(INSERT_EVENT, _event("evt_held_b"))
+    uow.write(INSERT_EVENT, _event("evt_held_a"))
 
 
 def test_a_failed_row_check_raises_and_nothing_commits(store: Store) -> None:
@@ -169,13 +170,8 @@ def test_a_rollback_drops_what_followed_the_savepoint_and_keeps_what_preceded_it
 
 def test_a_grouped_unit_whose_held_write_fails_is_undone_alone(store: Store) -> None:
     store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
-
-    def failing(uow: UnitOfWork) -> None:
-        uow.write(INSERT_EVENT, _event("evt_held_b"))
-        uow.write(INSERT_EVENT, _event("evt_held_a"))
-
     with pytest.raises(IntegrityError):
-        store.run_grouped(failing)
+        store.run_grouped(_a_write_then_a_duplicate)
     store.run_grouped(lambda uow: uow.write(INSERT_EVENT, _event("evt_held_c")))
     assert set(_types(store)) == {"evt_held_a", "evt_held_c"}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import nacl.signing
@@ -19,17 +19,19 @@ from paywarden.kernel.clock import FakeClock
 from paywarden.kernel.errors import InvariantViolation
 from paywarden.kernel.principals import Principal, PrincipalType
 from paywarden.services import audit
-from paywarden.store import audit_repo, prepared, schema
+from paywarden.store import audit_repo, schema
 from paywarden.store.outbox import emit
 from paywarden.store.unit_of_work import Store, UnitOfWork
 from paywarden.trust.audit import (
     AuditEntry,
+    AuditRecord,
     ChainHead,
     Ed25519Signer,
     ProblemKind,
     checkpoint_message,
     seal,
 )
+from round_trip_support import record_round_trips
 
 PARTITIONS = 4
 SIGNER = Ed25519Signer(nacl.signing.SigningKey(b"\x07" * 32))
@@ -390,6 +392,18 @@ def test_a_deleted_checkpoint_breaks_the_checkpoint_chain(store: Store) -> None:
     ]
 
 
+def _payment_entry(partition: int, at: datetime) -> AuditEntry:
+    return AuditEntry(
+        partition=partition,
+        event_type="payment.succeeded",
+        actor_type="agent",
+        actor_id="agt_one",
+        subject_id=f"pay_{partition}",
+        data={},
+        occurred_at=at,
+    )
+
+
 @pytest.mark.postgres
 def test_the_heads_of_every_partition_appended_to_are_locked_in_one_round_trip(
     pg_store: Store, monkeypatch: pytest.MonkeyPatch
@@ -397,57 +411,32 @@ def test_the_heads_of_every_partition_appended_to_are_locked_in_one_round_trip(
     """A group's payments land in many partitions (a record's partition comes from its
     subject): their heads are locked together, in partition order, not one round trip each."""
 
-    def entry(partition: int) -> AuditEntry:
-        return AuditEntry(
-            partition=partition,
-            event_type="payment.succeeded",
-            actor_type="agent",
-            actor_id="agt_one",
-            subject_id=f"pay_{partition}",
-            data={},
-            occurred_at=pg_store.clock.now(),
-        )
+    def append(uow: UnitOfWork) -> list[AuditRecord]:
+        at = pg_store.clock.now()
+        return audit_repo.append_all(uow, [_payment_entry(p, at) for p in (3, 1, 2)])
 
-    pg_store.run(lambda uow: audit_repo.append_all(uow, [entry(p) for p in (3, 1, 2)]))
-    rounds: list[list[str]] = []
-    run = prepared._execute
-
-    def counted(connection: Any, form: Any, parameters: Any, before: Any = (), *rest: Any) -> Any:
-        sent = [*(p.form for p in before), form]
-        rounds.append([f.sql for f in sent if f is not None])
-        return run(connection, form, parameters, before, *rest)
-
-    monkeypatch.setattr(prepared, "_execute", counted)
-    records = pg_store.run(lambda uow: audit_repo.append_all(uow, [entry(p) for p in (3, 1, 2)]))
+    pg_store.run(append)
+    rounds = record_round_trips(monkeypatch)
+    records = pg_store.run(append)
     monkeypatch.undo()
     assert [(r.partition, r.sequence) for r in records] == [(3, 2), (1, 2), (2, 2)]
-    # the heads' reads, then the records and the heads' moves at the commit
+    # the heads' reads, then the records and the heads' moves with the commit
     assert len(rounds) == 2, rounds
     assert sum("audit_heads" in sql and "FOR UPDATE" in sql for sql in rounds[0]) == 3, rounds
+    assert rounds[1][-1] == "COMMIT", rounds
 
 
 def test_a_head_that_did_not_move_fails_the_append_and_nothing_commits(store: Store) -> None:
     """Moving a partition's head is checked (on PostgreSQL by the server, so that the check
     can share the COMMIT's round trip): a head that is not where the append found it fails
-    the transaction, and neither the record nor the head's move is kept."""
-
-    def entry() -> AuditEntry:
-        return AuditEntry(
-            partition=1,
-            event_type="payment.succeeded",
-            actor_type="agent",
-            actor_id="agt_one",
-            subject_id="pay_one",
-            data={},
-            occurred_at=store.clock.now(),
-        )
-
-    store.run(lambda uow: audit_repo.append_all(uow, [entry()]))
+    the transaction with the reason, and neither the record nor the head's move is kept."""
+    store.run(lambda uow: audit_repo.append_all(uow, [_payment_entry(1, store.clock.now())]))
 
     def stale(uow: UnitOfWork) -> None:
         head = ChainHead(1, 7, "0" * 64)  # not the head: sequence 1 is
         audit_repo._move_head(uow, head, ChainHead(1, 8, "f" * 64))
 
-    with pytest.raises((InvariantViolation, DBAPIError)):
+    refused = DBAPIError if store.dialect == "postgresql" else InvariantViolation
+    with pytest.raises(refused, match="audit head moved under its lock"):
         store.run(stale)
     assert rows(store, "SELECT last_sequence FROM audit_heads WHERE partition = 1") == [(1,)]

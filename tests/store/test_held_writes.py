@@ -14,10 +14,10 @@ from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from paywarden.kernel.errors import InvariantViolation
-from paywarden.store import prepared as prepared_module
 from paywarden.store import schema
 from paywarden.store.prepared import prepared
 from paywarden.store.unit_of_work import Store, UnitOfWork, _Unit
+from round_trip_support import record_round_trips
 
 E = schema.events
 INSERT_EVENT = prepared(insert(E))
@@ -197,15 +197,7 @@ def test_on_postgresql_a_grouped_units_release_goes_with_the_next_round_trip(
     """Two grouped units of one read each: three round trips with the commit, not five.
     The first unit's ``RELEASE`` goes with the second unit's read, the second's with the
     group's ``COMMIT``; both units' writes are kept."""
-    rounds: list[list[str]] = []
-    run = prepared_module._execute
-
-    def counted(connection: Any, form: Any, parameters: Any, before: Any = (), *rest: Any) -> Any:
-        held = [str(p.parameters) if p.form is None else p.form.sql for p in before]
-        rounds.append([*held, str(parameters) if form is None else form.sql])
-        return run(connection, form, parameters, before, *rest)
-
-    monkeypatch.setattr(prepared_module, "_execute", counted)
+    rounds = record_round_trips(monkeypatch)
 
     def unit(event_id: str) -> Any:
         def work(uow: UnitOfWork) -> str:

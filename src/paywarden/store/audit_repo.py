@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Text, bindparam, cast, func, insert, literal, select, text, update
+from sqlalchemy import Integer, Text, bindparam, case, cast, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -81,12 +81,15 @@ _MOVE_HEAD = (
     )
     .values(last_sequence=bindparam("new_sequence"), head_hash=bindparam("new_hash"))
 )
-# The same move on PostgreSQL, checked by the server: it fails (division by zero) unless it
-# moved the head, so the check needs no answer before the transaction's COMMIT, which can
-# then go in the same round trip (UnitOfWork.commit(finish=True)): the server skips it
-# after the failure.
+# The same move on PostgreSQL, checked by the server: unless it moved the head, the cast
+# fails, and the error carries the reason. The check then needs no answer before the
+# transaction's COMMIT, which goes in the same round trip (UnitOfWork.commit(finish=True)):
+# the server skips it after the failure.
+_HEAD_MOVED_UNDER_LOCK = "audit head moved under its lock"
 _MOVED = _MOVE_HEAD.returning(_heads.c.partition).cte("moved")
-_MOVE_HEAD_CHECKED = select((literal(1, Integer) / func.count()).label("moved")).select_from(_MOVED)
+_MOVE_HEAD_CHECKED = select(
+    cast(case((func.count() == 1, "1"), else_=_HEAD_MOVED_UNDER_LOCK), Integer).label("moved")
+).select_from(_MOVED)
 
 
 def append(uow: UnitOfWork, audit_entry: AuditEntry) -> AuditRecord:
@@ -130,7 +133,8 @@ def _move_head(uow: UnitOfWork, head: ChainHead, to: ChainHead) -> None:
     if uow.dialect == "postgresql":
         uow.write(_MOVE_HEAD_CHECKED, moved)
         return
-    uow.write(_MOVE_HEAD, moved, rows=1, lost=f"audit head {head.partition} moved under its lock")
+    lost = f"{_HEAD_MOVED_UNDER_LOCK} (partition {head.partition})"
+    uow.write(_MOVE_HEAD, moved, rows=1, lost=lost)
 
 
 def _lock_head(uow: UnitOfWork, partition: int) -> ChainHead:

@@ -178,8 +178,10 @@ class UnitOfWork:
         the result is used even so: for a read of what no unit on that path writes (the
         active signing key). On PostgreSQL a payment sends its first reads together this
         way; elsewhere this does nothing."""
+        if not self._defers:
+            return
         key = _read_key(statement, parameters)
-        if not self._defers or key is None:
+        if key is None:
             return
         form = form_of(self.connection, statement, parameters)
         if form is None or form.many or form.rows is None:

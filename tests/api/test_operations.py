@@ -249,3 +249,38 @@ def test_a_server_process_exempts_its_setup_from_full_collections() -> None:
     assert before == 0
     assert frozen > 50_000  # the setup: tens of thousands of objects
     assert tracked < frozen // 10  # what a full collection still walks
+
+
+def test_a_server_process_imports_only_what_it_serves(tmp_path: Path) -> None:
+    """Starting is importing: the MCP SDK's models (about a second) load only where /mcp is
+    on, and ``serve --workers 2``'s supervisor, which serves nothing, never imports the app
+    (each worker imports it for itself; the supervisor's import only delayed their start)."""
+    database_url = sqlite_url(tmp_path)
+    app_script = (
+        "import sys\n"
+        "from paywarden.api.app import create_app\n"
+        "from paywarden.config import Settings\n"
+        f"create_app(Settings(database_url={database_url!r}))\n"
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'mcp', 'mcp_types'}))\n"
+    )
+    supervisor_script = (
+        "import sys, uvicorn\n"
+        "from paywarden.cli.main import main\n"
+        "uvicorn.run = lambda app, **options: print(app, options['workers'])\n"
+        f"sys.argv = ['paywarden', 'serve', '--workers', '2', '--database-url', {database_url!r},"
+        " '--no-migrate']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('paywarden.api.app' in sys.modules)\n"
+    )
+    answers = [
+        subprocess.run(  # a process of its own: this one has imported everything already
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+        ).stdout.splitlines()
+        for script in (app_script, supervisor_script)
+    ]
+    assert answers[0][-1] == "[]"
+    assert answers[1][-2] == "paywarden.api.app:create_app_from_environment 2"
+    assert answers[1][-1] == "False"

@@ -132,7 +132,6 @@ def serve(
     """Serve the API (and, as they land, the dashboard) on HTTP."""
     import uvicorn  # noqa: PLC0415
 
-    from paywarden.api.app import create_app, freeze_heap  # noqa: PLC0415
     from paywarden.store import migrate as migrations  # noqa: PLC0415
 
     rt = _runtime(config, database_url)
@@ -159,6 +158,11 @@ def serve(
         "access_log": False,
     }
     if settings.workers == 1:
+        # Imported here, not above: with several workers this process only supervises, and
+        # each worker imports the app itself (the import takes seconds; spawned workers
+        # would not inherit it, so importing it here too only delayed their start).
+        from paywarden.api.app import create_app, freeze_heap  # noqa: PLC0415
+
         application = create_app(settings, rt.store)
         freeze_heap()
         uvicorn.run(application, **options)

@@ -18,8 +18,6 @@ from typing import Any
 from fastapi import FastAPI
 
 from paywarden.config import Settings
-from paywarden.mcp.server import build_server, parse_tool_list
-from paywarden.sdk import Client, load_agent_key
 
 __all__ = ["MCP_PATH", "mount", "running"]
 
@@ -37,6 +35,11 @@ def mount(app: FastAPI, settings: Settings) -> None:
     app.state.mcp_session_manager = None
     if settings.mcp_agent_key_file is None:
         return
+    # Imported only when /mcp is on: the MCP SDK's models take about a second to import,
+    # which every server process (and every worker of ``serve --workers N``) paid at start.
+    from paywarden.mcp.server import build_server, parse_tool_list  # noqa: PLC0415
+    from paywarden.sdk import Client, load_agent_key  # noqa: PLC0415
+
     client = Client(_api_base_url(settings), agent_key=load_agent_key(settings.mcp_agent_key_file))
     server = build_server(
         client, mandate=settings.mcp_mandate, allowed=parse_tool_list(settings.mcp_tools)

@@ -216,6 +216,41 @@ def test_on_postgresql_a_grouped_units_release_goes_with_the_next_round_trip(
     assert set(_types(pg_store)) == {"evt_held_one", "evt_held_two"}
 
 
+@pytest.mark.parametrize("fails", [None, "its own error", "a duplicate key"])
+def test_a_group_of_one_runs_without_a_savepoint_and_its_failure_undoes_it_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch, fails: str | None
+) -> None:
+    """A unit committed alone is its transaction: no ``SAVEPOINT`` (nor its ``RELEASE``) is
+    sent, and when it fails, the transaction's rollback undoes all it wrote; grouped with
+    another, each unit has its savepoint, and the failed one alone is undone."""
+    store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
+    rounds = record_round_trips(monkeypatch)
+
+    def work(uow: UnitOfWork) -> str:
+        uow.write(INSERT_EVENT, _event("evt_held_b"))
+        seen = str(uow.execute(EVENT_TYPE, {"event_id": "evt_held_b"}).scalar_one())
+        if fails == "its own error":
+            raise InvariantViolation("the unit's own failure")
+        if fails == "a duplicate key":
+            uow.execute(INSERT_EVENT, _event("evt_held_a"))
+        return seen
+
+    alone: list[_Unit[str]] = [_Unit(work)]
+    store._commit_group(alone)
+    sent = [sql for round_trip in rounds for sql in round_trip]
+    assert not [sql for sql in sent if "SAVEPOINT" in sql], sent
+    assert (alone[0].error is None) == (fails is None)
+    assert set(_types(store)) == ({"evt_held_a"} if fails else {"evt_held_a", "evt_held_b"})
+    if fails:  # the same failure beside a unit that succeeds: undone alone, in its savepoint
+        pair: list[_Unit[str]] = [
+            _Unit(lambda uow: uow.write(INSERT_EVENT, _event("evt_held_c"))),
+            _Unit(work),
+        ]
+        store._commit_group(pair)
+        assert pair[0].error is None and pair[1].error is not None
+        assert set(_types(store)) == {"evt_held_a", "evt_held_c"}
+
+
 def test_a_prefetched_read_answers_as_the_read_itself(store: Store) -> None:
     store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_held_a")))
 

@@ -15,7 +15,8 @@ it balances to zero per currency, computed by the database from the stored posti
 ``Store.run_grouped`` is group commit: units of work submitted from many threads at once
 share one transaction and so one durable commit (one fsync), each inside a savepoint of its
 own, so that each stays atomic (a unit that raises is rolled back to its savepoint alone,
-and its paired checks run before its savepoint is released). No caller gets its result
+and its paired checks run before its savepoint is released); a group of one has no
+savepoint, its transaction being its unit's own. No caller gets its result
 before the commit that holds its effect has returned. Batches form by themselves: while one
 batch runs, the units that arrive wait and make up the next one, so a lone request is never
 delayed to wait for company.
@@ -558,12 +559,22 @@ class Store:
         try:
             with self._write_turn(), self.engine.connect() as connection:
                 connection.info["paywarden_read_only"] = False
-                with connection.begin():
+                with connection.begin() as transaction:
                     tail = Tail()
                     held: list[Pending] = []
                     named = 0
+                    # A group of one needs no savepoint: its transaction is its unit's own,
+                    # and the unit's failure rolls that back (two statements fewer, the
+                    # SAVEPOINT and its RELEASE, where a group's savepoint rollback and the
+                    # commit of nothing did the same).
+                    alone = len(batch) == 1
                     for unit in batch:
-                        held, named = self._run_in_savepoint(connection, unit, tail, held, named)
+                        held, named = self._run_in_savepoint(
+                            connection, unit, tail, held, named, alone=alone
+                        )
+                    if alone and (batch[0].error is not None or batch[0].retry_alone):
+                        transaction.rollback()
+                        return
                     # The units' writes to the rows they all share, at once, with the last
                     # unit's savepoint release.
                     end = UnitOfWork(connection, self.clock, read_only=False, held=held)
@@ -593,11 +604,14 @@ class Store:
         tail: Tail,
         held: list[Pending],
         named: int,
+        *,
+        alone: bool = False,
     ) -> tuple[list[Pending], int]:
         """Run ``unit`` in a savepoint of the group's transaction, after ``held`` (the group's
         last unit left its savepoint's release to go out with this unit's first round trip)
         and the ``named`` savepoints before it; returns what this unit leaves held back, and
-        how many savepoints are named now.
+        how many savepoints are named now. ``alone`` (a group of one): no savepoint, and a
+        failed unit leaves its transaction for the caller to roll back.
 
         On PostgreSQL the unit's own ``RELEASE`` waits for the next round trip when nothing
         else does, which saves one a unit. It has no answer to wait for: a ``RELEASE`` fails
@@ -606,21 +620,24 @@ class Store:
         ``ROLLBACK TO`` its own savepoint (never sent, its name new in the group) fails in
         turn: the whole group fails, as a group does, and no unit is undone unseen."""
         uow = UnitOfWork(connection, self.clock, read_only=False, held=held, savepoints=named)
-        savepoint = uow.savepoint()
+        savepoint = None if alone else uow.savepoint()
         try:
             value = unit.work(uow)
             uow.commit(with_tail=False)  # its paired checks, before its savepoint is released
-            savepoint.commit(hold=True)
+            if savepoint is not None:
+                savepoint.commit(hold=True)
             unit.value = value
             tail.absorb(uow.tail)  # applied at the group's end, with the others'
         except DBAPIError as error:
             if _is_unavailable(error) and not _is_transient(error):
                 raise  # the connection is gone: the whole group answers 503 (see _commit_group)
-            savepoint.rollback()
+            if savepoint is not None:
+                savepoint.rollback()
             unit.retry_alone = _is_transient(error)
             unit.error = None if unit.retry_alone else error
         except Exception as error:  # the unit's own failure: its effect alone is undone
-            savepoint.rollback()
+            if savepoint is not None:
+                savepoint.rollback()
             unit.error = error
         left, uow._pending = uow._pending, []
         return left, uow._savepoints

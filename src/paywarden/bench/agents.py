@@ -500,8 +500,8 @@ def paced(
     whatever the server's pace; any of ``connections`` free clients sends it. A sample is
     from the time it was due to its answer, so queueing behind a slow server counts. The
     server is warmed first by ``WARM_S`` at the same pace on the same connections (verified,
-    not timed): with one payment per connection, each process's first connections and
-    statements still fell in the measured run."""
+    not timed; a warm-up of one payment per connection had left each process's first
+    connections and statements in the measured run)."""
     check(rate > 0, "no peak rate to pace at")
     total = max(1, int(rate * duration_s))
     with serving(database_url, connections, scratch=scratch, log_path=log_path) as (world, port):

@@ -5,8 +5,10 @@ foreign keys on, and a busy timeout. Writing transactions start with ``BEGIN IMM
 so that two writers never both read and then collide on upgrade; read-only transactions
 start with a plain ``BEGIN`` and read a snapshot without blocking writers.
 
-PostgreSQL uses psycopg 3 at READ COMMITTED; services lock the rows they change with
-``SELECT … FOR UPDATE`` in id order, so concurrent transfers queue instead of deadlocking.
+PostgreSQL uses psycopg 3 at READ COMMITTED (registered statements go out through libpq,
+prepared once per connection: see ``store.pipeline``); services lock the rows they change
+with ``SELECT … FOR UPDATE`` in id order, so concurrent transfers queue instead of
+deadlocking.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def make_engine(url: str, *, pool_size: int = 20, sqlite_synchronous: str = "FUL
         max_overflow=pool_size,
         pool_pre_ping=True,
         isolation_level="READ COMMITTED",
+        # psycopg's own prepared statements off: after a ROLLBACK it deallocates all of a
+        # connection's, ours too (store.pipeline prepares the registered statements itself;
+        # the rest run unnamed, parsed each time).
+        connect_args={"prepare_threshold": None},
     )
 
 

@@ -19,8 +19,9 @@ they always saw, and a lost connection is invalidated as SQLAlchemy would.
 
 Writes held back by :meth:`~paywarden.store.unit_of_work.UnitOfWork.write` (a
 :class:`Pending` each) go to PostgreSQL ahead of the next statement in one round trip, in
-psycopg's pipeline mode: the server runs them in order and skips what follows a failure up
-to the sync, so the first one without a result is the one whose error is raised (with its
+pipeline mode, through libpq directly (:mod:`paywarden.store.pipeline`; psycopg's cursor
+where libpq has no pipeline mode): the server runs them in order and skips what follows a
+failure up to the sync, so the first one without a result is the one whose error is raised (with its
 own SQL in the error). Reads sent ahead (:class:`Pending` with a ``result``) go the same
 way. An agent payment makes 5 round trips of its own instead of 36 (its savepoint's
 release goes with the next), and its group 2 more, the second with the ``COMMIT`` (see
@@ -32,6 +33,7 @@ the statement object's identity and keeps it alive.
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -49,6 +51,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Delete, Insert, Select, Update
 
 from paywarden.kernel.errors import InvariantViolation
+from paywarden.store import pipeline
 
 __all__ = [
     "FastResult",
@@ -67,6 +70,7 @@ S = TypeVar("S")
 _REGISTRY: dict[int, _Prepared] = {}
 _CURSORS = "paywarden_cursors"  # the driver cursors kept with a pooled connection
 _KINDS = (Select, Insert, Update, Delete)
+_LIBPQ_PIPELINE = functools.cache(pipeline.supported)
 
 
 def prepared(statement: S) -> S:
@@ -90,7 +94,7 @@ class _Form:
     """One statement compiled for one dialect and one set of parameter names (and, for an
     expanding ``IN``, one length of each list)."""
 
-    __slots__ = ("expansion", "many", "plan", "positional", "rows", "sql")
+    __slots__ = ("expansion", "many", "pg", "plan", "positional", "rows", "sql")
 
     def __init__(
         self,
@@ -126,20 +130,38 @@ class _Form:
         self.rows: _RowShape | None = None
         if compiled._result_columns:
             self.rows = _RowShape(compiled, dialect)
+        # On PostgreSQL through libpq (store.pipeline): the SQL numbered, and where each
+        # number's value is among this form's values; None where psycopg's cursor runs it.
+        self.pg: tuple[bytes, tuple[int, ...]] | None = None
+        if dialect.driver == "psycopg" and not self.positional:
+            converted = pipeline.convert(self.sql)
+            names = [step[0] for step in self.plan]
+            if converted is not None and set(converted[1]) <= set(names):
+                self.pg = converted[0], tuple(names.index(name) for name in converted[1])
 
     def values(self, parameters: Mapping[str, Any]) -> Any:
+        got = self._processed(parameters)
+        if self.positional:
+            return tuple(got)
+        return dict(zip((step[0] for step in self.plan), got, strict=True))
+
+    def numbered(self, parameters: Mapping[str, Any], order: tuple[int, ...]) -> list[Any]:
+        """The values for the SQL numbered by :func:`~paywarden.store.pipeline.convert`, in
+        the order of its numbers (``order``: their places in the plan)."""
+        got = self._processed(parameters)
+        return [got[at] for at in order]
+
+    def _processed(self, parameters: Mapping[str, Any]) -> list[Any]:
+        """Each value of the plan, in its order, after its type's bind processing."""
         if self.expansion:  # each list's items under the names SQLAlchemy gave them
             parameters = dict(parameters)
             for name, expanded in self.expansion.items():
                 parameters.update(zip(expanded, parameters.pop(name), strict=True))
         get = parameters.get
-        got = [
+        return [
             get(name, default) if process is None else process(get(name, default))
             for name, process, default in self.plan
         ]
-        if self.positional:
-            return tuple(got)
-        return dict(zip((step[0] for step in self.plan), got, strict=True))
 
 
 class _RowShape:
@@ -155,16 +177,26 @@ class _RowShape:
         self.processors: list[Any] | None = None
 
     def build(self, cursor: Any, raw: list[Any]) -> list[Any]:
-        if self.processors is None:  # by the driver's column types, as SQLAlchemy does
+        if self.processors is None:
             # Read once: psycopg builds the description afresh at every access, an object
             # a column (about 80 a payment, 0.3 ms under cProfile).
-            description = cursor.description
-            if len(description) != len(self.columns):
-                raise InvalidRequestError("a prepared statement's columns changed")
-            self.processors = [
-                column[3]._cached_result_processor(self.dialect, described[1])
-                for column, described in zip(self.columns, description, strict=True)
-            ]
+            self._processors([described[1] for described in cursor.description])
+        return self.build_typed(raw)
+
+    def _processors(self, types: Sequence[Any]) -> None:
+        """SQLAlchemy's result processors, by the driver's column types (as it picks them)."""
+        if len(types) != len(self.columns):
+            raise InvalidRequestError("a prepared statement's columns changed")
+        self.processors = [
+            column[3]._cached_result_processor(self.dialect, type_code)
+            for column, type_code in zip(self.columns, types, strict=True)
+        ]
+
+    def build_typed(self, raw: list[Any], types: Sequence[Any] = ()) -> list[Any]:
+        """Rows of ``raw``; ``types``: the columns' type codes, for the first rows built."""
+        if self.processors is None:
+            self._processors(types)
+        assert self.processors is not None
         processors, make = self.processors, self.row._make
         if not any(processors):
             return [make(row) for row in raw]
@@ -307,6 +339,10 @@ def _execute(
     before: Sequence[Pending] = (),
     checked: Pending | None = None,
 ) -> FastResult:
+    if connection.dialect.driver == "psycopg" and _LIBPQ_PIPELINE():
+        batch = _batch(form, parameters, before)
+        if batch is not None:
+            return _on_libpq(connection, batch, form, parameters, before, checked)
     if before:
         return _pipelined(connection, form, parameters, before, checked)
     cursor = _cursors(connection, 1)[0]
@@ -319,6 +355,66 @@ def _execute(
         raise _wrapped(
             connection, error, cursor, parameters if form is None else form.sql, parameters
         ) from error
+
+
+def _batch(
+    form: _Form | None, parameters: Any, before: Sequence[Pending]
+) -> list[pipeline.Statement] | None:
+    """``before`` and the statement as one batch for libpq; None if one of them needs
+    psycopg's cursor (its SQL has a ``%`` of its own)."""
+    batch = []
+    for one_form, values in (*((w.form, w.parameters) for w in before), (form, parameters)):
+        if one_form is None:
+            batch.append(pipeline.Statement(values.encode()))
+            continue
+        if one_form.pg is None:
+            return None
+        sql, order = one_form.pg
+        rows = values if one_form.many else (values,)
+        batch.append(pipeline.Statement(sql, [one_form.numbered(row, order) for row in rows]))
+    return batch
+
+
+def _on_libpq(
+    connection: Connection,
+    batch: list[pipeline.Statement],
+    form: _Form | None,
+    parameters: Any,
+    before: Sequence[Pending],
+    checked: Pending | None,
+) -> FastResult:
+    """``before``, then the statement, in one round trip on libpq (:mod:`.pipeline`)."""
+    fairy = connection.connection
+    try:
+        outcomes = pipeline.run_batch(fairy.info, fairy.driver_connection, batch)  # type: ignore[arg-type]
+    except pipeline.BatchFailed as failed:
+        if failed.index < len(before):
+            form, parameters = before[failed.index].form, before[failed.index].parameters
+        sql = parameters if form is None else form.sql
+        raise _wrapped(connection, failed.error, None, sql, parameters) from failed.error
+    result = _outcome(form, outcomes[-1])
+    for write, outcome in zip(before, outcomes, strict=False):
+        _answered_with(write, outcome)
+    if checked is not None:
+        _answered_with(checked, outcomes[-1], result)
+    return result
+
+
+def _outcome(form: _Form | None, outcome: pipeline.Outcome) -> FastResult:
+    if form is None or form.many or form.rows is None or outcome.rows is None:
+        return FastResult([], outcome.rowcount, returns_rows=False)
+    rows = form.rows.build_typed(outcome.rows, outcome.types)
+    return FastResult(rows, outcome.rowcount, returns_rows=True)
+
+
+def _answered_with(
+    write: Pending, outcome: pipeline.Outcome, result: FastResult | None = None
+) -> None:
+    """:func:`_answered` for an answer from libpq."""
+    if write.rows is not None and outcome.rowcount != write.rows:
+        raise miscounted(write.lost)
+    if write.result is not None:
+        write.result.append(result if result is not None else _outcome(write.form, outcome))
 
 
 def _cursors(connection: Connection, count: int) -> list[Any]:

@@ -6,7 +6,9 @@ the same ten inserts sent through its libpq wrapper (``PGconn``), dumped by its 
 ``Transformer``, cost a fifth of the CPU and a third of the time (one pipeline of ten
 inserts: 267 vs 51 µs CPU, 396 vs 135 µs wall, measured on these machines). An agent
 payment sends about 35 statements, so this is where :mod:`paywarden.store.prepared`
-sends its statements on PostgreSQL.
+sends its statements on PostgreSQL: its client CPU fell by about a fifth, its system
+calls from about 140 to 30 (``poll`` 87 to 9: psycopg polled the socket at every
+``execute``), its client instructions from 10.8 to 9.1 million (callgrind).
 
 What the server sees is what psycopg would send: the same SQL (``%(name)s`` placeholders
 numbered ``$1…`` in order of first use), the values dumped by psycopg's adapters of that
@@ -198,8 +200,8 @@ def _round_trip(driver: psycopg.Connection[Any], sends: list[_Send]) -> list[lis
                 command.call(*command.args)
             pgconn.pipeline_sync()
             driver.wait(send(pgconn))
-            answers = [driver.wait(fetch_many(pgconn)) for _ in sends]
-            synced = driver.wait(fetch_many(pgconn))
+            answers = [_answer(driver, pgconn) for _ in sends]
+            synced = _answer(driver, pgconn)
             if not synced or synced[0].status != pq.ExecStatus.PIPELINE_SYNC:
                 raise psycopg.OperationalError("the pipeline lost its sync")
         finally:
@@ -208,6 +210,24 @@ def _round_trip(driver: psycopg.Connection[Any], sends: list[_Send]) -> list[lis
     except psycopg.Error as error:
         raise BatchFailed(0, error) from error
     return answers
+
+
+def _answer(driver: psycopg.Connection[Any], pgconn: Any) -> list[Any]:
+    """The next command's results (up to libpq's end of them), or the sync's. What has
+    arrived already is taken from libpq's buffer as it is; only a wait for more goes
+    through psycopg's wait on the socket (one such wait a result cost 1.4 % more of a
+    payment's client instructions, callgrind: 9.21 against 9.09 million)."""
+    results: list[Any] = []
+    while True:
+        if pgconn.is_busy():
+            results.extend(driver.wait(fetch_many(pgconn)))
+            return results
+        result = pgconn.get_result()
+        if result is None:
+            return results
+        results.append(result)
+        if result.status == pq.ExecStatus.PIPELINE_SYNC:
+            return results
 
 
 def _outcomes(

@@ -4,14 +4,17 @@ with values of any width, and a lost connection is reported and replaced as befo
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import bindparam, create_engine, insert, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from paywarden.kernel.errors import Unavailable
+from paywarden.store import engine as engine_module
 from paywarden.store import schema
 from paywarden.store.pipeline import convert
 from paywarden.store.prepared import prepared
@@ -151,3 +154,46 @@ def test_a_connection_lost_mid_transaction_is_reported_and_replaced(pg_store: St
     pg_store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_k2")))
     found = pg_store.run(lambda uow: [row[0] for row in uow.execute(AFTER, {"n": 0})])
     assert found == ["evt_k2"]
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_whose_session_ended_is_replaced_before_use(pg_store: Store) -> None:
+    """No ping for a connection used a moment ago, but one whose server session was
+    terminated while it sat in the pool is found out at checkout and replaced: the next
+    unit of work runs as if nothing happened."""
+    pid = pg_store.run(
+        lambda uow: uow.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    )
+    other = create_engine(pg_store.engine.url, poolclass=NullPool)
+    with other.connect() as connection:
+        connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        deadline = time.monotonic() + 30
+        while connection.exec_driver_sql(  # until the session is gone, its goodbye sent
+            f"SELECT count(*) FROM pg_stat_activity WHERE pid = {int(pid)}"
+        ).scalar_one():
+            assert time.monotonic() < deadline, "the terminated session lingers"
+            time.sleep(0.01)
+    other.dispose()
+    pg_store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_t0")))
+    found = pg_store.run(lambda uow: [row[0] for row in uow.execute(AFTER, {"n": 0})])
+    assert found == ["evt_t0"]
+
+
+@pytest.mark.postgres
+def test_only_a_connection_idle_a_while_is_pinged(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings: list[object] = []
+    ping = pg_store.engine.dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(pg_store.engine.dialect, "do_ping", counted)
+    for _ in range(3):
+        pg_store.run(lambda uow: uow.execute(AFTER, {"n": 0}).all())
+    assert pings == []  # each checked in a moment before
+    monkeypatch.setattr(engine_module, "PING_IDLE_S", 0.0)
+    pg_store.run(lambda uow: uow.execute(AFTER, {"n": 0}).all())
+    assert len(pings) == 1

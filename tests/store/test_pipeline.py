@@ -164,8 +164,8 @@ def test_a_pooled_connection_whose_session_ended_is_replaced_before_use(pg_store
     pid = pg_store.run(
         lambda uow: uow.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
     )
-    other = create_engine(pg_store.engine.url, poolclass=NullPool)
-    with other.connect() as connection:
+    other = create_engine(pg_store.engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with other.connect() as connection:  # autocommit: pg_stat_activity is read afresh each time
         connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
         deadline = time.monotonic() + 30
         while connection.exec_driver_sql(  # until the session is gone, its goodbye sent

@@ -167,7 +167,7 @@ class _Form:
 class _RowShape:
     """The columns of a statement's rows: names for attribute access, result processors."""
 
-    __slots__ = ("columns", "dialect", "processors", "row")
+    __slots__ = ("columns", "dialect", "processed", "processors", "row")
 
     def __init__(self, compiled: SQLCompiler, dialect: Dialect) -> None:
         self.columns = compiled._result_columns
@@ -175,6 +175,7 @@ class _RowShape:
         base = namedtuple("Row", [c[0] for c in self.columns], rename=True)  # type: ignore[misc]
         self.row: Any = type("Row", (base,), {"__slots__": (), "_mapping": property(base._asdict)})
         self.processors: list[Any] | None = None
+        self.processed: list[tuple[int, Any]] = []  # (column, processor) where there is one
 
     def build(self, cursor: Any, raw: list[Any]) -> list[Any]:
         if self.processors is None:
@@ -191,22 +192,23 @@ class _RowShape:
             column[3]._cached_result_processor(self.dialect, type_code)
             for column, type_code in zip(self.columns, types, strict=True)
         ]
+        self.processed = [(at, p) for at, p in enumerate(self.processors) if p is not None]
 
     def build_typed(self, raw: list[Any], types: Sequence[Any] = ()) -> list[Any]:
         """Rows of ``raw``; ``types``: the columns' type codes, for the first rows built."""
         if self.processors is None:
             self._processors(types)
         assert self.processors is not None
-        processors, make = self.processors, self.row._make
-        if not any(processors):
+        make, processed = self.row._make, self.processed
+        if not processed:
             return [make(row) for row in raw]
-        return [
-            make(
-                value if process is None else process(value)
-                for process, value in zip(processors, row, strict=True)
-            )
-            for row in raw
-        ]
+        rows = []
+        for row in raw:  # only the columns with a processor are touched (a third of the time)
+            values = list(row)
+            for at, process in processed:
+                values[at] = process(values[at])
+            rows.append(make(values))
+        return rows
 
 
 class _Prepared:
@@ -302,7 +304,7 @@ def form_of(connection: Connection, statement: Any, parameters: Any) -> _Form | 
     if many and not parameters:
         return None
     first: Mapping[str, Any] = (parameters[0] if many else parameters) or {}
-    if not isinstance(first, Mapping):
+    if type(first) is not dict and not isinstance(first, Mapping):  # a dict: no ABC check
         return None
     return entry.form(connection.dialect, first, many)
 

@@ -8,7 +8,7 @@ other before the commit.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -61,8 +61,7 @@ class Instant(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        seconds, micros = divmod(int(value), 1_000_000)
-        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+        return _EPOCH + timedelta(microseconds=int(value))  # exact: integer arithmetic
 
 
 def _id(prefix_comment: str) -> Column[str]:

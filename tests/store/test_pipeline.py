@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import bindparam, create_engine, insert, select, text
 from sqlalchemy.exc import DBAPIError
@@ -15,7 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from paywarden.kernel.errors import Unavailable
 from paywarden.store import engine as engine_module
-from paywarden.store import schema
+from paywarden.store import pipeline, schema
 from paywarden.store.pipeline import convert
 from paywarden.store.prepared import prepared
 from paywarden.store.unit_of_work import Store, UnitOfWork
@@ -198,3 +199,30 @@ def test_only_a_connection_idle_a_while_is_pinged(
     monkeypatch.setattr(engine_module, "PING_IDLE_S", 0.0)
     pg_store.run(lambda uow: uow.execute(AFTER, {"n": 0}).all())
     assert len(pings) == 1
+
+
+@pytest.mark.postgres
+def test_a_batch_broken_off_mid_protocol_closes_its_connection(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round trip that fails between its sends and its sync (here: reading the answers)
+    leaves the connection in pipeline mode with answers unread: it ends closed (the
+    pipeline closes it; SQLAlchemy's handling of the failed rollback would too), and the
+    pool opens another for the next unit of work."""
+    pg_store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_m0")))
+    answer = pipeline._answer
+    failures = [psycopg.OperationalError("lost mid-batch")]
+    broken: list[Any] = []
+
+    def failing(driver: Any, pgconn: Any) -> list[Any]:
+        if failures:
+            broken.append(driver)
+            raise failures.pop()
+        return answer(driver, pgconn)
+
+    monkeypatch.setattr(pipeline, "_answer", failing)
+    with pytest.raises(Unavailable):
+        pg_store.run(lambda uow: uow.execute(AFTER, {"n": 0}).all())
+    assert broken and broken[0].closed
+    found = pg_store.run(lambda uow: [row[0] for row in uow.execute(AFTER, {"n": 0})])
+    assert found == ["evt_m0"]

@@ -24,6 +24,7 @@ the server confirmed it, so a batch that failed before it prepares it again.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -193,22 +194,25 @@ def _round_trip(driver: psycopg.Connection[Any], sends: list[_Send]) -> list[lis
     """Send every command and a sync in pipeline mode; each command's results, in order
     (waiting on the socket as psycopg waits, the GIL released)."""
     pgconn = driver.pgconn
+    done = False
     try:
         pgconn.enter_pipeline_mode()
-        try:
-            for command in sends:
-                command.call(*command.args)
-            pgconn.pipeline_sync()
-            driver.wait(send(pgconn))
-            answers = [_answer(driver, pgconn) for _ in sends]
-            synced = _answer(driver, pgconn)
-            if not synced or synced[0].status != pq.ExecStatus.PIPELINE_SYNC:
-                raise psycopg.OperationalError("the pipeline lost its sync")
-        finally:
-            if pgconn.pipeline_status != pq.PipelineStatus.OFF and not pgconn.is_busy():
-                pgconn.exit_pipeline_mode()
+        for command in sends:
+            command.call(*command.args)
+        pgconn.pipeline_sync()
+        driver.wait(send(pgconn))
+        answers = [_answer(driver, pgconn) for _ in sends]
+        synced = _answer(driver, pgconn)
+        if not synced or synced[0].status != pq.ExecStatus.PIPELINE_SYNC:
+            raise psycopg.OperationalError("the pipeline lost its sync")
+        pgconn.exit_pipeline_mode()
+        done = True
     except psycopg.Error as error:
         raise BatchFailed(0, error) from error
+    finally:
+        if not done:  # left mid-protocol: closed, so that the pool never hands it out again
+            with contextlib.suppress(Exception):
+                driver.close()
     return answers
 
 

@@ -206,23 +206,30 @@ def test_a_batch_broken_off_mid_protocol_closes_its_connection(
     pg_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A round trip that fails between its sends and its sync (here: reading the answers)
-    leaves the connection in pipeline mode with answers unread: it ends closed (the
-    pipeline closes it; SQLAlchemy's handling of the failed rollback would too), and the
+    leaves the connection in pipeline mode with answers unread: the batch closes it before
+    its error leaves (whatever SQLAlchemy then does with the failed transaction), and the
     pool opens another for the next unit of work."""
     pg_store.run(lambda uow: uow.execute(INSERT_EVENT, _event("evt_m0")))
-    answer = pipeline._answer
+    answer, run_batch = pipeline._answer, pipeline.run_batch
     failures = [psycopg.OperationalError("lost mid-batch")]
-    broken: list[Any] = []
+    closed_as_it_failed: list[bool] = []
 
     def failing(driver: Any, pgconn: Any) -> list[Any]:
         if failures:
-            broken.append(driver)
             raise failures.pop()
         return answer(driver, pgconn)
 
+    def watched(info: Any, driver: Any, batch: Any) -> Any:
+        try:
+            return run_batch(info, driver, batch)
+        except pipeline.BatchFailed:
+            closed_as_it_failed.append(driver.closed)
+            raise
+
     monkeypatch.setattr(pipeline, "_answer", failing)
+    monkeypatch.setattr(pipeline, "run_batch", watched)
     with pytest.raises(Unavailable):
         pg_store.run(lambda uow: uow.execute(AFTER, {"n": 0}).all())
-    assert broken and broken[0].closed
+    assert closed_as_it_failed == [True]
     found = pg_store.run(lambda uow: [row[0] for row in uow.execute(AFTER, {"n": 0})])
     assert found == ["evt_m0"]

@@ -25,6 +25,7 @@ the server confirmed it, so a batch that failed before it prepares it again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,10 +44,12 @@ _STATE = "paywarden_pipeline"  # kept in the pooled connection's info, as the cu
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 
 
+@functools.cache
 def supported() -> bool:
     """Whether libpq here has pipeline mode (14 or later; the ``psycopg[binary]`` wheel
-    brings its own): else psycopg's cursor sends every statement on its own."""
-    return psycopg.Pipeline.is_supported()
+    brings its own): else psycopg's cursor sends every statement on its own, and writes
+    are not held back (``UnitOfWork.write``)."""
+    return bool(psycopg.Pipeline.is_supported())
 
 
 def convert(sql: str) -> tuple[bytes, tuple[str, ...]] | None:

@@ -20,12 +20,13 @@ they always saw, and a lost connection is invalidated as SQLAlchemy would.
 Writes held back by :meth:`~paywarden.store.unit_of_work.UnitOfWork.write` (a
 :class:`Pending` each) go to PostgreSQL ahead of the next statement in one round trip, in
 pipeline mode, through libpq directly (:mod:`paywarden.store.pipeline`; psycopg's cursor
-where libpq has no pipeline mode): the server runs them in order and skips what follows a
-failure up to the sync, so the first one without a result is the one whose error is raised (with its
-own SQL in the error). Reads sent ahead (:class:`Pending` with a ``result``) go the same
-way. An agent payment makes 5 round trips of its own instead of 36 (its savepoint's
-release goes with the next), and its group 2 more, the second with the ``COMMIT`` (see
-``store.tail`` and ``UnitOfWork.commit``; tests/payments/test_round_trips.py).
+for SQL it does not handle): the server runs them in order and skips what follows a
+failure up to the sync, so the first one without a result is the one whose error is
+raised (with its own SQL in the error). Reads sent ahead (:class:`Pending` with a
+``result``) go the same way. An agent payment makes 5 round trips of its own instead of
+36 (its savepoint's release goes with the next), and its group 2 more, the second with
+the ``COMMIT`` (see ``store.tail`` and ``UnitOfWork.commit``;
+tests/payments/test_round_trips.py).
 
 Only statements that live as long as the process may be registered: the registry keys on
 the statement object's identity and keeps it alive.
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import functools
 from collections import namedtuple
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy.engine import Connection, Dialect
@@ -70,7 +71,6 @@ S = TypeVar("S")
 _REGISTRY: dict[int, _Prepared] = {}
 _CURSORS = "paywarden_cursors"  # the driver cursors kept with a pooled connection
 _KINDS = (Select, Insert, Update, Delete)
-_LIBPQ_PIPELINE = functools.cache(pipeline.supported)
 
 
 def prepared(statement: S) -> S:
@@ -341,7 +341,7 @@ def _execute(
     before: Sequence[Pending] = (),
     checked: Pending | None = None,
 ) -> FastResult:
-    if connection.dialect.driver == "psycopg" and _LIBPQ_PIPELINE():
+    if connection.dialect.driver == "psycopg" and pipeline.supported():
         batch = _batch(form, parameters, before)
         if batch is not None:
             return _on_libpq(connection, batch, form, parameters, before, checked)
@@ -351,7 +351,7 @@ def _execute(
     try:
         result = _send(cursor, form, parameters)
         if checked is not None:
-            _answered(checked, cursor, result)
+            _answered(checked, cursor.rowcount, lambda: result)
         return result
     except connection.dialect.loaded_dbapi.Error as error:
         raise _wrapped(
@@ -396,9 +396,9 @@ def _on_libpq(
         raise _wrapped(connection, failed.error, None, sql, parameters) from failed.error
     result = _outcome(form, outcomes[-1])
     for write, outcome in zip(before, outcomes, strict=False):
-        _answered_with(write, outcome)
+        _answered(write, outcome.rowcount, functools.partial(_outcome, write.form, outcome))
     if checked is not None:
-        _answered_with(checked, outcomes[-1], result)
+        _answered(checked, outcomes[-1].rowcount, lambda: result)
     return result
 
 
@@ -407,16 +407,6 @@ def _outcome(form: _Form | None, outcome: pipeline.Outcome) -> FastResult:
         return FastResult([], outcome.rowcount, returns_rows=False)
     rows = form.rows.build_typed(outcome.rows, outcome.types)
     return FastResult(rows, outcome.rowcount, returns_rows=True)
-
-
-def _answered_with(
-    write: Pending, outcome: pipeline.Outcome, result: FastResult | None = None
-) -> None:
-    """:func:`_answered` for an answer from libpq."""
-    if write.rows is not None and outcome.rowcount != write.rows:
-        raise miscounted(write.lost)
-    if write.result is not None:
-        write.result.append(result if result is not None else _outcome(write.form, outcome))
 
 
 def _cursors(connection: Connection, count: int) -> list[Any]:
@@ -476,9 +466,9 @@ def _pipelined(
             _start(cursor, form, parameters)
         result = _finish(cursor, form)  # all answers are in: the pipeline synced on leaving
         for write, sent in zip(before, cursors, strict=True):
-            _answered(write, sent)
+            _answered(write, sent.rowcount, functools.partial(_finish, sent, write.form))
         if checked is not None:
-            _answered(checked, cursor, result)
+            _answered(checked, cursor.rowcount, lambda: result)
         return result
     except connection.dialect.loaded_dbapi.Error as error:
         failed = next(
@@ -492,13 +482,13 @@ def _pipelined(
         ) from error
 
 
-def _answered(write: Pending, cursor: Any, result: FastResult | None = None) -> None:
+def _answered(write: Pending, rowcount: int, result: Callable[[], FastResult]) -> None:
     """A held statement's answer is in: check its row count, hand a read sent ahead its
-    result (``result``, when the caller built it already)."""
-    if write.rows is not None and cursor.rowcount != write.rows:
+    result (built by ``result`` only then)."""
+    if write.rows is not None and rowcount != write.rows:
         raise miscounted(write.lost)
     if write.result is not None:
-        write.result.append(result if result is not None else _finish(cursor, write.form))
+        write.result.append(result())
 
 
 def miscounted(lost: str | Exception) -> Exception:

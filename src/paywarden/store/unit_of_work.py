@@ -51,7 +51,7 @@ from paywarden.adapters.clock import SystemClock
 from paywarden.kernel.clock import Clock
 from paywarden.kernel.errors import Unavailable
 from paywarden.kernel.invariant import invariant
-from paywarden.store import schema
+from paywarden.store import pipeline, schema
 from paywarden.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from paywarden.store.prepared import (
     FastResult,
@@ -146,7 +146,7 @@ class UnitOfWork:
         self._savepoints = savepoints
         # Writes held back until a statement needs an answer (see write): on PostgreSQL
         # through psycopg, whose pipeline mode sends them in that statement's round trip.
-        self._defers = connection.dialect.driver == "psycopg" and _pipeline_supported()
+        self._defers = connection.dialect.driver == "psycopg" and pipeline.supported()
         self._pending: list[Pending] = list(held or ())
         # Reads sent ahead (see prefetch): their result, once in, and the count of changes
         # made in this unit when each was queued; any later change makes it stale (None:
@@ -682,13 +682,6 @@ def _read_key(statement: Any, parameters: Any) -> tuple[int, Any] | None:
 
 
 @functools.cache
-def _pipeline_supported() -> bool:
-    """Whether psycopg's pipeline mode works with the libpq it runs on (libpq 14 or later)."""
-    import psycopg  # noqa: PLC0415 -- only where PostgreSQL is used
-
-    return bool(psycopg.Pipeline.is_supported())
-
-
 def _unavailable(error: DBAPIError) -> Unavailable:
     unavailable = Unavailable(
         "the database is busy or unavailable; retry with the same Idempotency-Key",

@@ -17,7 +17,6 @@ RFC 9421 verifier with its nonce store); what differs is what ACP fixes:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -33,18 +32,16 @@ from paywarden.api import acp_render
 from paywarden.api.http import (
     PATH_LENGTH_MAX,
     _signed_agent,
+    grouped_unit,
     parse_json_object,
     refuse_nul,
     runtime,
-    validate,
 )
-from paywarden.api.runtime import Runtime
 from paywarden.kernel.errors import (
     AuthenticationFailed,
     InvalidRequest,
     NotFound,
     PaywardenError,
-    Unavailable,
 )
 from paywarden.kernel.principals import Principal
 from paywarden.services import agent_tokens, idempotency
@@ -181,57 +178,25 @@ async def _claimed(
     model: type[M],
     work: Work[M],
 ) -> Response:
+    """The key's claim, the effect and its stored answer as one unit of work under group
+    commit (as the native POSTs run: see ``paywarden.api.http.post``); a 4xx is stored in
+    ACP's ``Error`` shape and raised for :func:`_guarded` to answer."""
     rt = runtime(request)
-    scope = idempotency.Scope(principal.scope, "POST", request.url.path, key)
-    fingerprint = idempotency.fingerprint(raw, rt.secret)
-    claimed_or_replay = await run_in_threadpool(
-        rt.store.run,
-        lambda uow: idempotency.claim(
-            uow,
-            scope,
-            fingerprint,
-            retention=rt.idempotency_retention,
-            lock_s=rt.settings.idempotency_lock_s,
-        ),
+    unit = grouped_unit(
+        rt,
+        lambda uow: principal,
+        path=request.url.path,
+        key=key,
+        raw=raw,
+        model=model,
+        work=work,
+        render=lambda answer: answer,
+        error_body=lambda error: json.dumps(acp_render.error_body(error)),
     )
-    if isinstance(claimed_or_replay, idempotency.Replay):
-        replay = claimed_or_replay
-        return _json(replay.status, replay.body, key=key, replayed=True)
-    claimed = claimed_or_replay
-
-    def effect(uow: UnitOfWork) -> tuple[int, str]:
-        status, payload = work(uow, principal, validate(model, raw))
-        text = json.dumps(payload)
-        if not idempotency.complete(uow, scope, claimed, status, text):
-            raise Unavailable(
-                "this request's Idempotency-Key was taken over by a retry",
-                code="idempotency_lock_lost",
-                retry_after_s=1,
-            )
-        return status, text
-
-    try:
-        status, text = await run_in_threadpool(rt.store.run, effect)
-    except PaywardenError as error:
-        if error.status >= 500:
-            await _release(rt, scope, claimed)
-            raise
-        failed_status, body = error.status, json.dumps(acp_render.error_body(error))
-        await run_in_threadpool(
-            rt.store.run,
-            lambda uow: idempotency.complete(uow, scope, claimed, failed_status, body),
-        )
-        raise
-    except BaseException:
-        await _release(rt, scope, claimed)
-        raise
-    return _json(status, text, key=key)
-
-
-async def _release(rt: Runtime, scope: idempotency.Scope, claimed: idempotency.Claimed) -> None:
-    # Best effort: should the release fail, the lock lapses by itself; keep the first error.
-    with contextlib.suppress(Exception):
-        await run_in_threadpool(rt.store.run, lambda uow: idempotency.release(uow, scope, claimed))
+    answer = await rt.store.grouped(unit)
+    if answer.error is not None:
+        raise answer.error
+    return _json(answer.status, answer.body, key=key, replayed=answer.replayed)
 
 
 def _client_request_id(scope: Scope) -> bytes | None:

@@ -7,14 +7,13 @@ fix, the error shape, and the threadpool hop to the synchronous store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -27,7 +26,6 @@ from paywarden.kernel.errors import (
     InvalidRequest,
     NotFound,
     PaywardenError,
-    Unavailable,
 )
 from paywarden.kernel.principals import Principal
 from paywarden.services import agents, idempotency, identity
@@ -307,57 +305,14 @@ async def post(
     status: int = 200,
     render: Callable[[Any], tuple[int, dict[str, Any]]] | None = None,
     allow_agents: bool = False,
-    grouped: bool = False,
 ) -> Response:
-    """Run one POST: authenticate, claim the idempotency key, run ``work`` and store the
-    response with the effect in one transaction, or replay what the key already holds.
-
-    ``grouped`` (the payment hot path) runs admission, claim, effect and response in one
-    unit of work under group commit instead; see :func:`_post_grouped`."""
-    if grouped:
-        return await _post_grouped(request, model, work, status=status, render=render)
-    principal, version = await authenticated(request, allow_agents=allow_agents)
-    key, raw = await _checked_body(request)
-    rt = runtime(request)
-    scope = idempotency.Scope(principal.scope, "POST", request.url.path, key)
-    fingerprint = idempotency.fingerprint(raw, rt.secret)
-
-    def effect(uow: UnitOfWork) -> tuple[int, str]:
-        result = work(uow, principal, validate(model, raw))
-        code, payload = render(result) if render else (status, wire(result))
-        text = json.dumps(payload)
-        if not idempotency.complete(uow, scope, claimed, code, _without_secrets(payload, text)):
-            raise Unavailable(
-                "this request's Idempotency-Key was taken over by a retry",
-                code="idempotency_lock_lost",
-                retry_after_s=1,
-            )
-        return code, text
-
-    claimed_or_replay = await run_in_threadpool(rt.store.run, claim_in(rt, scope, fingerprint))
-    if isinstance(claimed_or_replay, idempotency.Replay):
-        return json_response(
-            claimed_or_replay.status, claimed_or_replay.body, version=version, replayed=True
-        )
-    claimed = claimed_or_replay
-    try:
-        code, text = await run_in_threadpool(rt.store.run, effect)
-    except PaywardenError as error:
-        if error.status >= 500:
-            await _release(rt, scope, claimed)
-            raise
-        failed_status, text = error.status, error_payload(error, request_id(request))
-        await run_in_threadpool(
-            rt.store.run,
-            lambda uow: idempotency.complete(uow, scope, claimed, failed_status, text),
-        )
-        response = error_response(error, request_id(request))
-        response.headers[VERSION_HEADER] = version
-        return response
-    except BaseException:
-        await _release(rt, scope, claimed)
-        raise
-    return json_response(code, text, version=version)
+    """Run one POST: authenticate, then claim the idempotency key, run ``work`` and store the
+    response with the effect as one unit of work under group commit, or replay what the key
+    already holds; see :func:`_post_grouped`. ``allow_agents``: a signed agent request
+    (RFC 9421) may call this route."""
+    return await _post_grouped(
+        request, model, work, status=status, render=render, allow_agents=allow_agents
+    )
 
 
 def claim_in(
@@ -398,45 +353,61 @@ class Answer:
     error: PaywardenError | None = None
 
 
+class Admitted(Protocol):
+    """Who a grouped POST runs for (a principal, a device): its keys' scope."""
+
+    @property
+    def scope(self) -> str: ...
+
+
+A = TypeVar("A", bound=Admitted)
+
+
 def grouped_unit(
     rt: Runtime,
-    admit: Callable[[UnitOfWork], Principal],
+    admit: Callable[[UnitOfWork], A],
     *,
     path: str,
     key: str,
     raw: dict[str, Any],
     model: type[M],
-    work: Callable[[UnitOfWork, Principal, M], Any],
+    work: Callable[[UnitOfWork, A, M], Any],
     render: Callable[[Any], tuple[int, dict[str, Any]]] | None = None,
     status: int = 200,
     req_id: str | None = None,
+    error_body: Callable[[PaywardenError], str] | None = None,
 ) -> Callable[[UnitOfWork], Answer]:
     """The unit of work of one grouped POST (see :func:`_post_grouped`), for
     ``Store.grouped``: admission, the key's claim, the effect in a savepoint, and the stored
-    response. ``paywarden bench`` runs the same unit in-process (``Store.run_grouped``)."""
+    response. ``paywarden bench`` runs the same unit in-process (``Store.run_grouped``).
+    ``error_body`` renders a 4xx for the record (default: the native error envelope)."""
     fingerprint = idempotency.fingerprint(raw, rt.secret)
 
     def unit(uow: UnitOfWork) -> Answer:
-        principal = admit(uow)
-        scope = idempotency.Scope(principal.scope, "POST", path, key)
+        admitted = admit(uow)
+        scope = idempotency.Scope(admitted.scope, "POST", path, key)
         claimed = claim_in(rt, scope, fingerprint)(uow)
         if isinstance(claimed, idempotency.Replay):
             return Answer(claimed.status, claimed.body, replayed=True)
         savepoint = uow.savepoint()
         try:
-            result = work(uow, principal, validate(model, raw))
+            result = work(uow, admitted, validate(model, raw))
             code, payload = render(result) if render else (status, wire(result))
-            answer = Answer(code, _without_secrets(payload, json.dumps(payload)))
+            text = json.dumps(payload)
+            answer = Answer(code, text)
         except PaywardenError as error:
             savepoint.rollback()
             if error.status >= 500:
                 raise
-            answer = Answer(error.status, error_payload(error, req_id), error=error)
+            body = error_body(error) if error_body else error_payload(error, req_id)
+            answer = Answer(error.status, body, error=error)
             idempotency.complete_claimed_here(uow, scope, claimed, answer.status, answer.body)
         else:
             # Stored before the release, so that on PostgreSQL it goes out in the release's
-            # round trip; if the release fails, the unit fails whole, its claim with it.
-            idempotency.complete_claimed_here(uow, scope, claimed, answer.status, answer.body)
+            # round trip; if the release fails, the unit fails whole, its claim with it. A
+            # secret key in the answer is shown once and never stored.
+            stored = _without_secrets(payload, text)
+            idempotency.complete_claimed_here(uow, scope, claimed, code, stored)
             savepoint.commit()
         return answer
 
@@ -463,6 +434,7 @@ async def _post_grouped(
     *,
     status: int,
     render: Callable[[Any], tuple[int, dict[str, Any]]] | None,
+    allow_agents: bool,
 ) -> Response:
     """One POST as one unit of work under group commit (``Store.grouped``).
 
@@ -478,10 +450,11 @@ async def _post_grouped(
     awaited with ``Store.grouped``, so no thread waits for the commit."""
     rt = runtime(request)
     parts: RequestParts | None = None
-    if "authorization" not in request.headers and "signature-input" in request.headers:
+    signed = "authorization" not in request.headers and "signature-input" in request.headers
+    if signed and allow_agents:
         parts = await _request_parts(request)  # an agent's: verified below
     else:
-        principal, version = await authenticated(request, allow_agents=True)
+        principal, version = await authenticated(request, allow_agents=allow_agents)
 
         def admit_known(uow: UnitOfWork) -> Principal:
             return principal
@@ -537,12 +510,6 @@ def _without_secrets(payload: dict[str, Any], text: str) -> str:
     if payload.get("secret_key") is None:
         return text
     return json.dumps({**payload, "secret_key": None, "secret_key_redacted": True})
-
-
-async def _release(rt: Runtime, scope: idempotency.Scope, claimed: idempotency.Claimed) -> None:
-    # Best effort: should the release fail, the lock lapses by itself; keep the first error.
-    with contextlib.suppress(Exception):
-        await run_in_threadpool(rt.store.run, lambda uow: idempotency.release(uow, scope, claimed))
 
 
 async def read(request: Request, work: Callable[[UnitOfWork, Principal], Any]) -> Response:

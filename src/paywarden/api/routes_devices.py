@@ -35,7 +35,6 @@ N-th tap: ``before_commit:N`` (the tap's transaction written, not committed) or
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -49,33 +48,27 @@ from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
 from paywarden.api.http import (
+    _checked_body_of,
     authenticated,
     body_docs,
-    claim_in,
-    error_payload,
     error_response,
+    grouped_unit,
     json_response,
-    parse_json_object,
     post,
     refuse_nul,
     request_id,
     runtime,
-    validate,
 )
-from paywarden.api.runtime import Runtime
 from paywarden.kernel.errors import (
     AuthenticationFailed,
     NotFound,
-    PaywardenError,
     PermissionDenied,
-    Unavailable,
 )
 from paywarden.kernel.principals import Principal
 from paywarden.services import (
     agents,
     approvals,
     devices,
-    idempotency,
     identity,
     payment_requests,
     payments,
@@ -85,7 +78,7 @@ from paywarden.services.devices import DeviceRecord
 from paywarden.store.unit_of_work import Store, UnitOfWork
 from paywarden.trust.devices import Confirmation
 from paywarden.trust.keys import PublicKey
-from paywarden.trust.signatures import RequestParts, verify_request
+from paywarden.trust.signatures import RequestParts, VerifiedSignature, verify_request
 from paywarden.trust.tap import TapData
 
 __all__ = ["router"]
@@ -171,14 +164,14 @@ class TapSubmit(s.Body):
 # --- device-signed requests ---------------------------------------------------------------
 
 
-async def _device(request: Request) -> DeviceRecord:
-    """The device or terminal whose signature the request carries (RFC 9421)."""
+async def _device_parts(request: Request) -> RequestParts:
+    """The parts of a device-signed request (RFC 9421) its signature covers."""
     if "signature-input" not in request.headers:
         raise AuthenticationFailed(
             "sign device requests with the device key (RFC 9421)", code="signature_missing"
         )
     raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    parts = RequestParts(
+    return RequestParts(
         method=request.method,
         scheme=request.url.scheme,
         authority=request.headers.get("host", ""),
@@ -187,27 +180,34 @@ async def _device(request: Request) -> DeviceRecord:
         headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers.raw],
         body=await request.body(),
     )
-    return await run_in_threadpool(_admit, runtime(request).store, parts)
 
 
-def _admit(store: Store, parts: RequestParts) -> DeviceRecord:
-    now = store.clock.now()
+async def _device(request: Request) -> DeviceRecord:
+    """The device or terminal whose signature the request carries, admitted (its nonce
+    spent) in a transaction of its own."""
+    store = runtime(request).store
+    verified = await run_in_threadpool(_verified, store, await _device_parts(request))
+    return await run_in_threadpool(store.run, _admission(store, verified))
+
+
+def _verified(store: Store, parts: RequestParts) -> VerifiedSignature:
+    """The request's signature checked against its device's key (cached, else read)."""
 
     def load(keyid: str) -> PublicKey | None:
         return store.run(lambda uow: devices.key_material(uow, keyid), read_only=True)
 
-    verified = verify_request(
+    return verify_request(
         parts,
         keys=lambda keyid: _KEYS.get(keyid, lambda: load(keyid)),
-        now=now,
+        now=store.clock.now(),
         policy=devices.DEVICE_POLICY,
     )
-    max_age = devices.DEVICE_POLICY.max_age
-    return store.run(lambda uow: devices.admit(uow, verified, now=now, max_age=max_age))
 
 
-def _scope(device: DeviceRecord) -> str:
-    return f"device:{device.id}:{'live' if device.livemode else 'test'}"
+def _admission(store: Store, verified: VerifiedSignature) -> Callable[[UnitOfWork], DeviceRecord]:
+    """The device's admission (status, nonce) in the caller's unit of work."""
+    now, max_age = store.clock.now(), devices.DEVICE_POLICY.max_age
+    return lambda uow: devices.admit(uow, verified, now=now, max_age=max_age)
 
 
 async def device_post(
@@ -218,66 +218,41 @@ async def device_post(
     status: int = 200,
     crash: bool = False,
 ) -> Response:
-    """``post()`` for device-signed requests: authenticate the device, claim the
-    Idempotency-Key (scoped to the device), run ``work`` and store its answer with the
-    effect in one transaction, or replay what the key holds."""
-    device = await _device(request)
-    version = identity.API_VERSION
-    key = idempotency.check_key(request.headers.get("idempotency-key"))
-    refuse_nul(request)
-    raw = parse_json_object(await request.body())
+    """``post()`` for device-signed requests: the signature is checked first; then the
+    device's admission (its nonce), the Idempotency-Key's claim (scoped to the device), the
+    effect and its stored answer run as one unit of work under group commit, or the key's
+    stored answer is replayed."""
+    parts = await _device_parts(request)
     rt = runtime(request)
-    scope = idempotency.Scope(_scope(device), "POST", request.url.path, key)
-    fingerprint = idempotency.fingerprint(raw, rt.secret)
-    claimed = await run_in_threadpool(rt.store.run, claim_in(rt, scope, fingerprint))
-    if isinstance(claimed, idempotency.Replay):
-        return json_response(claimed.status, claimed.body, version=version, replayed=True)
+    verified = await run_in_threadpool(_verified, rt.store, parts)
+    key, raw = _checked_body_of(request, request.url.path, parts.body)
+    req_id = request_id(request)
 
-    def effect(uow: UnitOfWork) -> str:
-        text = json.dumps(work(uow, device, validate(model, raw)))
-        if not idempotency.complete(uow, scope, claimed, status, text):
-            raise Unavailable(
-                "this request's Idempotency-Key was taken over by a retry",
-                code="idempotency_lock_lost",
-                retry_after_s=1,
-            )
+    def effect(uow: UnitOfWork, device: DeviceRecord, body: M) -> dict[str, Any]:
+        answer = work(uow, device, body)
         if crash:
             _CRASH.reached("before_commit")
-        return text
+        return answer
 
-    try:
-        text = await run_in_threadpool(rt.store.run, effect)
-    except PaywardenError as error:
-        return await _failed(rt, scope, claimed, error, request_id(request))
-    except BaseException:
-        await _release(rt, scope, claimed)
-        raise
-    if crash:
-        _CRASH.reached("after_commit")
-    return json_response(status, text, version=version)
-
-
-async def _failed(
-    rt: Runtime,
-    scope: idempotency.Scope,
-    claimed: idempotency.Claimed,
-    error: PaywardenError,
-    req_id: str | None,
-) -> Response:
-    """A 4xx is the request's answer and is kept with its key; a 5xx frees the key."""
-    if error.status >= 500:
-        await _release(rt, scope, claimed)
-        raise error
-    text = error_payload(error, req_id)
-    await run_in_threadpool(
-        rt.store.run, lambda uow: idempotency.complete(uow, scope, claimed, error.status, text)
+    unit = grouped_unit(
+        rt,
+        _admission(rt.store, verified),
+        path=request.url.path,
+        key=key,
+        raw=raw,
+        model=model,
+        work=effect,
+        render=lambda answer: (status, answer),
+        req_id=req_id,
     )
-    return error_response(error, req_id)
-
-
-async def _release(rt: Runtime, scope: idempotency.Scope, claimed: idempotency.Claimed) -> None:
-    with contextlib.suppress(Exception):
-        await run_in_threadpool(rt.store.run, lambda uow: idempotency.release(uow, scope, claimed))
+    answer = await rt.store.grouped(unit)
+    if answer.error is not None:
+        return error_response(answer.error, req_id)
+    if crash and not answer.replayed:
+        _CRASH.reached("after_commit")
+    return json_response(
+        answer.status, answer.body, version=identity.API_VERSION, replayed=answer.replayed
+    )
 
 
 async def device_get(request: Request, work: Callable[[UnitOfWork, DeviceRecord], Any]) -> Response:

@@ -176,9 +176,7 @@ async def get_mandate(request: Request, mandate_id: str) -> Response:
 async def create_payment(request: Request) -> Response:
     """An agent pays a merchant under a mandate. Agent (signed) only."""
     work = payment_work(runtime(request), str(request.base_url).rstrip("/"))
-    return await post(
-        request, PaymentCreate, work, render=render_payment, allow_agents=True, grouped=True
-    )
+    return await post(request, PaymentCreate, work, render=render_payment, allow_agents=True)
 
 
 def payment_work(

@@ -1,11 +1,12 @@
 """paywarden's ledger path: a hold placed and captured, in-process and over HTTP.
 
 Both paths do for each payment what ``POST /v1/holds`` then ``POST /v1/holds/{id}/capture``
-do: claim an idempotency key in its own transaction, then run the effect and store the
-response against the key in a second one; so four transactions (``Store.run``) a payment.
-In-process calls the services directly, one payment after another (the principals are
-authenticated once). Over HTTP, N concurrent clients, each with its own user, drive
-``paywarden serve`` in a subprocess; the merchant captures.
+do: for each request, the idempotency key's claim, the effect and the response stored
+against the key as one unit of work under group commit (the API's ``grouped_unit``); so
+two units a payment. In-process runs those units one after another on
+``Store.run_grouped`` (the principals are authenticated once), each a group of one. Over
+HTTP, N concurrent clients, each with its own user, drive ``paywarden serve`` in a
+subprocess; the merchant captures.
 
 Setup (a merchant with a 1 % fee, the users, a card top-up for each) runs before the clock
 starts. Afterwards the run is verified in SQL: N holds captured, the postings of each
@@ -26,16 +27,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, func, select
 
+from paywarden.api.http import grouped_unit
+from paywarden.api.runtime import Runtime
+from paywarden.api.schemas import HoldCapture, HoldCreate
 from paywarden.bench.loopback import Client, drive, server
 from paywarden.bench.model import Outcome, Run, check
+from paywarden.config import Settings
 from paywarden.kernel.principals import Principal
-from paywarden.services import holds, idempotency, identity, ledger, platform
+from paywarden.services import holds, identity, ledger, platform
 from paywarden.services.ledger import Card
-from paywarden.services.records import wire
 from paywarden.store import migrate, schema
 from paywarden.store.engine import make_engine
 from paywarden.store.unit_of_work import Store, UnitOfWork
@@ -56,6 +61,7 @@ FUNDS = 10_000_000_000  # per user: far more than any run spends
 CARD = Card("4242424242424242", 12, 2099)
 RETENTION = timedelta(hours=24)
 LOCK_S = 30
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -108,33 +114,35 @@ def funded_user(uow: UnitOfWork, *, index: int, secret: bytes) -> tuple[Principa
 
 
 def idempotent(
-    store: Store,
-    secret: bytes,
+    runtime: Runtime,
     principal: Principal,
     path: str,
     body: dict[str, Any],
-    effect: Callable[[UnitOfWork], Any],
+    model: type[M],
+    work: Callable[[UnitOfWork, Principal, M], Any],
     status: int,
-    *,
-    key: str | None = None,
-    render: Callable[[Any], Any] = wire,
-) -> Any:
-    """What the API's ``post`` does: claim the key, then the effect and its stored response."""
-    scope = idempotency.Scope(principal.scope, "POST", path, key or secrets.token_hex(12))
-    fingerprint = idempotency.fingerprint(body, secret)
-    claimed = store.run(
-        lambda uow: idempotency.claim(uow, scope, fingerprint, retention=RETENTION, lock_s=LOCK_S)
+) -> dict[str, Any]:
+    """What the API's ``post`` does for ``principal``'s POST of ``body`` to ``path``: the
+    key's claim, ``work`` and its stored response as one unit (``grouped_unit``), here on
+    ``Store.run_grouped``; returns the answer's body."""
+    unit = grouped_unit(
+        runtime,
+        lambda uow: principal,
+        path=path,
+        key=secrets.token_hex(12),
+        raw=body,
+        model=model,
+        work=work,
+        status=status,
     )
-    check(isinstance(claimed, idempotency.Claimed), f"a fresh key was not claimed: {path}")
-    assert isinstance(claimed, idempotency.Claimed)
+    answer = runtime.store.run_grouped(unit)
+    check(answer.status == status, f"{path} answered {answer.status}: {answer.body[:300]}")
+    answered: dict[str, Any] = json.loads(answer.body)
+    return answered
 
-    def work(uow: UnitOfWork) -> Any:
-        result = effect(uow)
-        text = json.dumps(render(result))
-        check(idempotency.complete(uow, scope, claimed, status, text), "the key was taken over")
-        return result
 
-    return store.run(work)
+def _capture(uow: UnitOfWork, p: Principal, b: HoldCapture, *, hold_id: str) -> Any:
+    return holds.capture_hold(uow, p, hold_id, amount=b.amount)
 
 
 def check_books(connection: Connection) -> tuple[list[Any], list[str]]:
@@ -207,29 +215,30 @@ def in_process(database_url: str, payments: int) -> Outcome:
     try:
         user, _key = world.users[0]
         hold_body = {"destination": world.merchant_account, "amount": AMOUNT, "currency": "usd"}
+        runtime = Runtime(Settings(database_url="sqlite://"), world.store, _secret=world.secret)
         latencies: list[float] = []
         started = time.perf_counter()
         for _ in range(payments):
             t0 = time.perf_counter()
             view = idempotent(
-                world.store,
-                world.secret,
+                runtime,
                 user,
                 "/v1/holds",
                 hold_body,
-                lambda uow: holds.create_hold(
-                    uow, user, destination=world.merchant_account, amount=AMOUNT, currency="usd"
+                HoldCreate,
+                lambda uow, p, b: holds.create_hold(
+                    uow, p, destination=b.destination, amount=b.amount, currency=b.currency
                 ),
                 201,
             )
-            hold_id = view.hold.id
+            hold_id = view["id"]
             idempotent(
-                world.store,
-                world.secret,
+                runtime,
                 world.merchant,
                 f"/v1/holds/{hold_id}/capture",
                 {},
-                partial(holds.capture_hold, principal=world.merchant, hold_id=hold_id),
+                HoldCapture,
+                partial(_capture, hold_id=hold_id),
                 200,
             )
             latencies.append(time.perf_counter() - t0)
@@ -279,7 +288,9 @@ def over_http(
             return f"capture: not posted: {body[:300]!r}"
         return None
 
-    command, env = serve_command(database_url)
+    # The one merchant captures every hold: its key's rate limit (100/s by default, per
+    # process) is off, as a merchant of that volume would have it raised.
+    command, env = serve_command(database_url, {"PAYWARDEN_RATE_LIMIT_KEY_PER_S": "0"})
     with server(command, ready_path="/readyz", log_path=log_path, cwd=scratch, env=env) as port:
         load = drive(port, concurrency, duration_s, step)
     check(not load.errors, f"{len(load.errors)} payments failed, first: {load.errors[:1]}")

@@ -238,7 +238,7 @@ def _paywarden(config: Config, backend: str, scratch: Path) -> list[_Scenario]:
                 f"{backend}: hold + capture via services (Store.run), 1 thread",
                 "payments",
                 "payment",
-                notes="4 transactions a payment, as the API does (idempotency claim + effect)",
+                notes="2 transactions a payment, as the API: claim, effect and answer in one",
             ),
             in_process,
             [(storage_limit, 1.0)],

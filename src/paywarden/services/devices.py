@@ -128,6 +128,11 @@ class DeviceRecord:
     def is_terminal(self) -> bool:
         return self.merchant_id is not None
 
+    @property
+    def scope(self) -> str:
+        """What the device's Idempotency-Keys are scoped to."""
+        return f"device:{self.id}:{'live' if self.livemode else 'test'}"
+
 
 @dataclass(frozen=True, slots=True)
 class TokenRecord:

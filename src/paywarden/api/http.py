@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -46,6 +46,7 @@ __all__ = [
     "list_body",
     "post",
     "read",
+    "read_json",
     "signed_admission",
     "verify_agent",
 ]
@@ -106,18 +107,37 @@ async def authenticated(request: Request, *, allow_agents: bool = False) -> tupl
     A request without an Authorization header but with a ``Signature-Input`` is an agent's
     (RFC 9421); only routes that pass ``allow_agents`` accept it (see :func:`_signed_agent`).
     """
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    store = runtime(request).store
-    if not header and "signature-input" in request.headers:
+    secret = _bearer(request)
+    if secret is None:
         principal = await _signed_agent(request, allowed=allow_agents)
-    elif scheme.lower() != "bearer" or not secret.strip():
-        raise AuthenticationFailed("send your secret key as `Authorization: Bearer pw_test_…`")
     else:
         principal = await run_in_threadpool(
-            store.run, lambda uow: identity.authenticate(uow, secret.strip()), read_only=True
+            runtime(request).store.run, partial(_key_holder, request, secret), read_only=True
         )
     return principal, _version(request, principal.api_version)
+
+
+def _is_signed(request: Request) -> bool:
+    """An agent's request: no Authorization header, a ``Signature-Input`` (RFC 9421)."""
+    return not request.headers.get("authorization") and "signature-input" in request.headers
+
+
+def _bearer(request: Request) -> str | None:
+    """The secret of the request's Bearer key; None for an agent's signed request."""
+    if _is_signed(request):
+        return None
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed("send your secret key as `Authorization: Bearer pw_test_…`")
+    return secret.strip()
+
+
+def _key_holder(request: Request, secret: str, uow: UnitOfWork) -> Principal:
+    """The principal behind the Bearer key ``secret``, read in the caller's unit of work, once
+    the request's API version is known to be one we speak (its key's by default)."""
+    principal = identity.authenticate(uow, secret)
+    _version(request, principal.api_version)
+    return principal
 
 
 def _version(request: Request, default: str) -> str:
@@ -138,12 +158,16 @@ async def _signed_agent(request: Request, *, allowed: bool) -> Principal:
     then the key's status is checked and the nonce remembered in the store, before
     idempotency and the effect; a replayed nonce is ``nonce_replayed`` on every node."""
     if not allowed:
-        raise AuthenticationFailed(
-            "this route does not accept agent signatures; send a secret key as Bearer",
-            code="agent_not_allowed",
-        )
+        _refuse_agent()
     parts = await _request_parts(request)
     return await run_in_threadpool(_admit_agent, runtime(request).store, parts)
+
+
+def _refuse_agent() -> NoReturn:
+    raise AuthenticationFailed(
+        "this route does not accept agent signatures; send a secret key as Bearer",
+        code="agent_not_allowed",
+    )
 
 
 async def _request_parts(request: Request) -> RequestParts:
@@ -449,28 +473,33 @@ async def _post_grouped(
     key is cached (CPU alone), else on a worker thread that reads the key; the unit is
     awaited with ``Store.grouped``, so no thread waits for the commit."""
     rt = runtime(request)
-    parts: RequestParts | None = None
-    signed = "authorization" not in request.headers and "signature-input" in request.headers
-    if signed and allow_agents:
-        parts = await _request_parts(request)  # an agent's: verified below
-    else:
-        principal, version = await authenticated(request, allow_agents=allow_agents)
-
-        def admit_known(uow: UnitOfWork) -> Principal:
-            return principal
-
-    body = await request.body()
+    secret = _bearer(request)
+    if secret is None and not allow_agents:
+        _refuse_agent()
     path, req_id = request.url.path, request_id(request)
     admit: Callable[[UnitOfWork], Principal]
-    if parts is None:
-        admit = admit_known
-    else:
+    admitted: list[Principal] = []
+    if secret is None:  # an agent's: the signature is verified before anything else
+        parts = await _request_parts(request)
         verified = _verify_cached(rt.store, parts)
         if verified is None:  # its key is not cached: read it off the event loop
             verified = await _on_hot_worker(partial(verify_agent, rt.store, parts))
         admit = signed_admission(rt.store, verified)
         version = _version(request, identity.API_VERSION)
-    key, raw = _checked_body_of(request, path, body)
+        key, raw = _checked_body_of(request, path, parts.body)
+    else:
+        try:
+            key, raw = _checked_body_of(request, path, await request.body())
+        except PaywardenError:
+            await authenticated(request)  # a stranger learns only that it is one
+            raise
+        bearer = secret
+
+        def admit(uow: UnitOfWork) -> Principal:
+            # The key is read in the unit itself: no transaction and no thread hop of its own.
+            admitted.append(_key_holder(request, bearer, uow))
+            return admitted[-1]
+
     unit = grouped_unit(
         rt,
         admit,
@@ -484,6 +513,8 @@ async def _post_grouped(
         req_id=req_id,
     )
     answer = await rt.store.grouped(unit)
+    if admitted:
+        version = _version(request, admitted[-1].api_version)
     if answer.error is not None:
         response = error_response(answer.error, req_id)
         response.headers[VERSION_HEADER] = version
@@ -514,12 +545,47 @@ def _without_secrets(payload: dict[str, Any], text: str) -> str:
 
 async def read(request: Request, work: Callable[[UnitOfWork, Principal], Any]) -> Response:
     """Run one GET in a read-only transaction and render its record or page."""
-    principal, version = await authenticated(request)
-    refuse_nul(request)
-    store = runtime(request).store
-    result = await run_in_threadpool(store.run, lambda uow: work(uow, principal), read_only=True)
+    result, version = await _read(request, work)
     payload = list_body(result, request.url.path) if isinstance(result, Page) else wire(result)
     return json_response(200, json.dumps(payload), version=version)
+
+
+async def read_json(
+    request: Request,
+    work: Callable[[UnitOfWork, Principal], dict[str, Any]],
+    *,
+    allow_agents: bool = False,
+) -> Response:
+    """Run one GET in a read-only transaction and answer the JSON object ``work`` returns.
+    ``allow_agents``: a signed agent request (RFC 9421) may call this route."""
+    body, version = await _read(request, work, allow_agents=allow_agents)
+    return json_response(200, json.dumps(body), version=version)
+
+
+async def _read(
+    request: Request, work: Callable[[UnitOfWork, Principal], T], *, allow_agents: bool = False
+) -> tuple[T, str]:
+    """``work``'s result for the request's principal, and the API version it speaks. A
+    Bearer key is read in the same read-only transaction, on the same worker thread, as the
+    work; an agent is admitted (its nonce remembered) first, in a transaction of its own."""
+    store = runtime(request).store
+    secret = _bearer(request)
+    if secret is None:
+        principal, version = await authenticated(request, allow_agents=allow_agents)
+        refuse_nul(request)
+        result = await run_in_threadpool(
+            store.run, lambda uow: work(uow, principal), read_only=True
+        )
+        return result, version
+    bearer = secret
+
+    def unit(uow: UnitOfWork) -> tuple[Principal, T]:
+        principal = _key_holder(request, bearer, uow)
+        refuse_nul(request)
+        return principal, work(uow, principal)
+
+    principal, result = await run_in_threadpool(store.run, unit, read_only=True)
+    return result, _version(request, principal.api_version)
 
 
 def list_body(page: Page, url: str) -> dict[str, Any]:

@@ -28,7 +28,13 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
-from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
+from paywarden.api.http import (
+    body_docs,
+    post,
+    read_json,
+    refuse_nul,
+    runtime,
+)
 from paywarden.kernel.principals import Principal
 from paywarden.services import agents
 from paywarden.store.unit_of_work import UnitOfWork
@@ -108,13 +114,11 @@ async def register_agent(request: Request) -> Response:
 @router.get("/v1/agents/{agent_id}", tags=["agents"])
 async def get_agent(request: Request, agent_id: str) -> Response:
     """The agent with its keys: for its platform, an admin, or the agent itself (signed)."""
-    principal, version = await authenticated(request, allow_agents=True)
-    refuse_nul(request)
-    store = runtime(request).store
-    record = await run_in_threadpool(
-        store.run, lambda uow: agents.get_agent(uow, principal, agent_id), read_only=True
+    return await read_json(
+        request,
+        lambda uow, p: agents.wire_agent(agents.get_agent(uow, p, agent_id)),
+        allow_agents=True,
     )
-    return json_response(200, json.dumps(agents.wire_agent(record)), version=version)
 
 
 @router.post("/v1/agents/{agent_id}/keys", openapi_extra=body_docs(KeyAdd), tags=["agents"])

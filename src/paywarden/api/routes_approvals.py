@@ -17,16 +17,19 @@ Agent signatures never reach the two POSTs: they would grant authority.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import Field, StrictBool, StrictStr
-from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
-from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
+from paywarden.api.http import (
+    body_docs,
+    post,
+    read_json,
+    runtime,
+)
 from paywarden.kernel.errors import AuthenticationFailed, Conflict
 from paywarden.kernel.principals import Principal
 from paywarden.services import approvals, identity
@@ -81,15 +84,11 @@ def _rendered(record: approvals.ApprovalRecord, wanted: str) -> tuple[int, dict[
 @router.get("/v1/approvals/{approval_id}", tags=["approvals"])
 async def get_approval(request: Request, approval_id: str) -> Response:
     """The approval: for its user, its agent (signed) or an admin."""
-    principal, version = await authenticated(request, allow_agents=True)
-    refuse_nul(request)
-    store = runtime(request).store
-    body = await run_in_threadpool(
-        store.run,
-        lambda uow: approvals.wire_approval(approvals.get(uow, principal, approval_id)),
-        read_only=True,
+    return await read_json(
+        request,
+        lambda uow, p: approvals.wire_approval(approvals.get(uow, p, approval_id)),
+        allow_agents=True,
     )
-    return json_response(200, json.dumps(body), version=version)
 
 
 @router.post(

@@ -25,7 +25,15 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
-from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
+from paywarden.api.http import (
+    authenticated,
+    body_docs,
+    json_response,
+    post,
+    read_json,
+    refuse_nul,
+    runtime,
+)
 from paywarden.commerce.catalog import parse_draft
 from paywarden.kernel.errors import InvalidRequest, NotFound
 from paywarden.kernel.principals import Principal, PrincipalType
@@ -59,11 +67,7 @@ async def _get(
     *,
     allow_agents: bool = False,
 ) -> Response:
-    principal, version = await authenticated(request, allow_agents=allow_agents)
-    refuse_nul(request)
-    store = runtime(request).store
-    body = await run_in_threadpool(store.run, lambda uow: work(uow, principal), read_only=True)
-    return json_response(200, json.dumps(body), version=version)
+    return await read_json(request, work, allow_agents=allow_agents)
 
 
 def _ok(status: int = 200) -> Callable[[Any], tuple[int, dict[str, Any]]]:

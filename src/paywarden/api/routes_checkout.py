@@ -17,17 +17,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import Field, StrictInt, StrictStr
-from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
-from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
+from paywarden.api.http import (
+    body_docs,
+    post,
+    read_json,
+    runtime,
+)
 from paywarden.commerce.catalog import LineRequest
 from paywarden.kernel.principals import Principal
 from paywarden.services import approvals, checkout, orders
@@ -108,11 +111,7 @@ def _dump(model: Any) -> dict[str, Any] | None:
 async def _get(
     request: Request, work: Callable[[UnitOfWork, Principal], dict[str, Any]]
 ) -> Response:
-    principal, version = await authenticated(request, allow_agents=True)
-    refuse_nul(request)
-    store = runtime(request).store
-    body = await run_in_threadpool(store.run, lambda uow: work(uow, principal), read_only=True)
-    return json_response(200, json.dumps(body), version=version)
+    return await read_json(request, work, allow_agents=True)
 
 
 def _page(page: Page, url: str, render: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:

@@ -55,6 +55,7 @@ from paywarden.api.http import (
     grouped_unit,
     json_response,
     post,
+    read_json,
     refuse_nul,
     request_id,
     runtime,
@@ -294,11 +295,7 @@ _CRASH = _CrashPoint()
 
 
 async def _get(request: Request, work: Callable[[UnitOfWork, Principal], Any]) -> Response:
-    principal, version = await authenticated(request)
-    refuse_nul(request)
-    store = runtime(request).store
-    body = await run_in_threadpool(store.run, lambda uow: work(uow, principal), read_only=True)
-    return json_response(200, json.dumps(body), version=version)
+    return await read_json(request, work)
 
 
 def _rendered(status: int, wire: Callable[[Any], dict[str, Any]]) -> Any:

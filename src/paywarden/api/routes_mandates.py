@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -23,10 +22,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import Field, StrictStr
-from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
-from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
+from paywarden.api.http import (
+    body_docs,
+    post,
+    read_json,
+    runtime,
+)
 from paywarden.api.runtime import Runtime
 from paywarden.kernel.errors import PermissionDenied
 from paywarden.kernel.principals import Principal, PrincipalType
@@ -151,11 +154,7 @@ async def mandate_token(request: Request, mandate_id: str) -> Response:
 async def _get(
     request: Request, work: Callable[[UnitOfWork, Principal], dict[str, Any]]
 ) -> Response:
-    principal, version = await authenticated(request, allow_agents=True)
-    refuse_nul(request)
-    store = runtime(request).store
-    body = await run_in_threadpool(store.run, lambda uow: work(uow, principal), read_only=True)
-    return json_response(200, json.dumps(body), version=version)
+    return await read_json(request, work, allow_agents=True)
 
 
 @router.get("/v1/mandates/{mandate_id}", tags=["mandates"])

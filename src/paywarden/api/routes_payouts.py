@@ -15,7 +15,6 @@ Agents never reach these routes: they move a merchant's money or change its term
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from pydantic import Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
-from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
+from paywarden.api.http import authenticated, body_docs, post, read_json, refuse_nul, runtime
 from paywarden.kernel.principals import Principal
 from paywarden.services import payouts, reconciliation
 from paywarden.store.unit_of_work import UnitOfWork
@@ -62,11 +61,7 @@ def _delay(request: Request) -> timedelta:
 
 
 async def _get(request: Request, work: Callable[[UnitOfWork, Principal], Any]) -> Response:
-    principal, version = await authenticated(request)
-    refuse_nul(request)
-    store = runtime(request).store
-    body = await run_in_threadpool(store.run, lambda uow: work(uow, principal), read_only=True)
-    return json_response(200, json.dumps(body), version=version)
+    return await read_json(request, work)
 
 
 @router.post("/merchants/{merchant_id}/fee", openapi_extra=body_docs(FeeUpdate), tags=["payouts"])

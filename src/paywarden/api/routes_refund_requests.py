@@ -11,17 +11,19 @@ decides.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import Field, StrictStr
-from starlette.concurrency import run_in_threadpool
 
 from paywarden.api import schemas as s
-from paywarden.api.http import authenticated, body_docs, json_response, post, refuse_nul, runtime
+from paywarden.api.http import (
+    body_docs,
+    post,
+    read_json,
+)
 from paywarden.kernel.principals import Principal
 from paywarden.services import refund_requests
 from paywarden.store.unit_of_work import UnitOfWork
@@ -57,11 +59,7 @@ async def request_refund(request: Request, order_id: str) -> Response:
 
 
 async def _read(request: Request, work: Callable[[UnitOfWork, Principal], Any]) -> Response:
-    principal, version = await authenticated(request, allow_agents=True)
-    refuse_nul(request)
-    store = runtime(request).store
-    body = await run_in_threadpool(store.run, lambda uow: work(uow, principal), read_only=True)
-    return json_response(200, json.dumps(body), version=version)
+    return await read_json(request, work, allow_agents=True)
 
 
 @router.get("/v1/orders/{order_id}/refund_requests", tags=_TAGS)

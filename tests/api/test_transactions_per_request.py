@@ -14,7 +14,11 @@ from typing import Any
 
 from sqlalchemy import event
 
+import acp_support
+from acp_support import AcpWorld, default_create
 from conftest import Api
+
+acp_api, world = acp_support.acp_api, acp_support.world
 
 
 @contextmanager
@@ -75,3 +79,10 @@ def test_a_get_with_a_secret_key_is_one_transaction(api: Api) -> None:
             read = api.get(path, key)
         assert read.status_code == 200, read.text
         assert len(begun) == 1, (path, begun)
+
+
+def test_an_acp_post_with_a_bearer_token_is_one_transaction(world: AcpWorld) -> None:
+    with _transactions(world.api) as begun:
+        created = world.post("/checkout_sessions", default_create())
+    assert created.status_code == 201, created.text
+    assert len(begun) == 1, begun

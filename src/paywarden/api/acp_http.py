@@ -92,18 +92,24 @@ def _check_version(request: Request) -> None:
         )
 
 
-async def _principal(request: Request) -> Principal:
-    """The agent behind the bearer token; with ``Signature-Input``, also the signer, who must
-    be the same agent."""
+def _token(request: Request) -> str:
+    """The request's bearer token (its syntax only)."""
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise AuthenticationFailed(
             "send the agent's ACP token as `Authorization: Bearer acp_test_…`",
             code="missing_bearer_token",
         )
+    return secret.strip()
+
+
+async def _principal(request: Request) -> Principal:
+    """The agent behind the bearer token; with ``Signature-Input``, also the signer, who must
+    be the same agent."""
+    secret = _token(request)
     store = runtime(request).store
     principal: Principal = await run_in_threadpool(
-        store.run, lambda uow: agent_tokens.authenticate(uow, secret.strip()), read_only=True
+        store.run, lambda uow: agent_tokens.authenticate(uow, secret), read_only=True
     )
     if "signature-input" in request.headers:
         signer = await _signed_agent(request, allowed=True)
@@ -159,20 +165,36 @@ async def acp_post(request: Request, model: type[M], work: Work[M]) -> Response:
 
     async def run() -> Response:
         _check_version(request)
-        principal = await _principal(request)
-        key = idempotency.check_key(request.headers.get("idempotency-key"))
-        refuse_nul(request)
-        if len(request.url.path) > PATH_LENGTH_MAX:
-            raise NotFound("no such object: the path is too long to name one")
-        raw = parse_json_object(await request.body())
-        return await _claimed(request, principal, key, raw, model, work)
+        if "signature-input" in request.headers:  # the signer is admitted first, on its own
+            principal = await _principal(request)
+            key, raw = await _checked(request)
+            return await _claimed(request, lambda uow: principal, key, raw, model, work)
+        secret = _token(request)
+        try:
+            key, raw = await _checked(request)
+        except PaywardenError:
+            await _principal(request)  # a stranger learns only that it is one
+            raise
+        # The token is read in the unit itself: no transaction and no thread hop of its own.
+        return await _claimed(
+            request, lambda uow: agent_tokens.authenticate(uow, secret), key, raw, model, work
+        )
 
     return await _guarded(request, run)
 
 
+async def _checked(request: Request) -> tuple[str, dict[str, Any]]:
+    """The Idempotency-Key and the parsed body, once path and body passed their screens."""
+    key = idempotency.check_key(request.headers.get("idempotency-key"))
+    refuse_nul(request)
+    if len(request.url.path) > PATH_LENGTH_MAX:
+        raise NotFound("no such object: the path is too long to name one")
+    return key, parse_json_object(await request.body())
+
+
 async def _claimed(
     request: Request,
-    principal: Principal,
+    admit: Callable[[UnitOfWork], Principal],
     key: str,
     raw: dict[str, Any],
     model: type[M],
@@ -184,7 +206,7 @@ async def _claimed(
     rt = runtime(request)
     unit = grouped_unit(
         rt,
-        lambda uow: principal,
+        admit,
         path=request.url.path,
         key=key,
         raw=raw,

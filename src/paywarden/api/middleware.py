@@ -154,32 +154,49 @@ class Metrics:
 
 
 class HotRoutes:
-    """Serve the hot path's routes (``POST /v1/payments``) without FastAPI's router.
+    """Serve the hot path's routes (``POST /v1/payments`` and a few more) without FastAPI's
+    router.
 
     Matching a path against every route, and the request/response wrappers around an
-    endpoint, cost more than a third of the event loop's time per payment. A hot route is an
-    exact method and path whose endpoint takes the ``Request`` alone: this middleware, the
-    innermost, calls that same endpoint, inside the same middleware (request id, metrics,
-    rate limit, body limit). A :class:`~paywarden.kernel.errors.PaywardenError` is answered
-    as the app's handler answers it; anything else propagates to the app's last-resort
-    handler, as from a routed endpoint. The route stays in the app, for its OpenAPI entry.
+    endpoint, cost more than a third of the event loop's time per payment. A hot route is a
+    method and a path, exact or a template whose parameters are plain strings, whose
+    endpoint takes the ``Request`` and those parameters alone (``app._hot_routes`` checks
+    it): this middleware, the innermost, calls that same endpoint, inside the same
+    middleware (request id, metrics, rate limit, body limit). A
+    :class:`~paywarden.kernel.errors.PaywardenError` is answered as the app's handler answers
+    it; anything else propagates to the app's last-resort handler, as from a routed
+    endpoint. The routes stay in the app, for their OpenAPI entries.
     """
 
     def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], Any]) -> None:
         self.app = app
-        self.routes = routes
+        self.exact = {key: route for key, route in routes.items() if not route.param_convertors}
+        self.templates: dict[str, list[Any]] = {}
+        for (method, _path), route in routes.items():
+            if route.param_convertors:
+                self.templates.setdefault(method, []).append(route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = None
-        if scope["type"] == "http":
-            route = self.routes.get((scope["method"], scope["path"]))
-        if route is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method, path = scope["method"], scope["path"]
+        route = self.exact.get((method, path))
+        params: dict[str, str] = {}
+        if route is None:
+            for template in self.templates.get(method, ()):
+                match = template.path_regex.match(path)
+                if match is not None:
+                    route, params = template, match.groupdict()
+                    break
+            else:
+                await self.app(scope, receive, send)
+                return
         scope["route"] = route  # as the router sets it: metrics label by its template
+        scope["path_params"] = params
         request = Request(scope, receive)
         try:
-            response = await route.endpoint(request)
+            response = await route.endpoint(request, **params)
         except PaywardenError as error:
             response = error_response(error, scope.get("state", {}).get("request_id"))
         await response(scope, receive, send)

@@ -17,6 +17,7 @@ from sqlalchemy import event
 import acp_support
 from acp_support import AcpWorld, default_create
 from conftest import Api
+from payment_support import signed_headers
 
 acp_api, world = acp_support.acp_api, acp_support.world
 
@@ -86,3 +87,17 @@ def test_an_acp_post_with_a_bearer_token_is_one_transaction(world: AcpWorld) -> 
         created = world.post("/checkout_sessions", default_create())
     assert created.status_code == 201, created.text
     assert len(begun) == 1, begun
+
+
+def test_a_signed_agent_read_is_one_transaction_and_its_nonce_is_kept(world: AcpWorld) -> None:
+    """The agent's admission (its nonce remembered) and the read are one unit of work: the
+    answer comes once the nonce is durable, and the same request again is a replay."""
+    path = f"/v1/mandates/{world.mandate_id}"
+    headers = signed_headers(world.agent.key, "GET", path, created=world.clock.now())
+    with _transactions(world.api) as begun:
+        read = world.api.client.get(path, headers=headers)
+    assert read.status_code == 200, read.text
+    assert read.json()["id"] == world.mandate_id
+    assert len(begun) == 1, begun
+    again = world.api.client.get(path, headers=headers)
+    assert (again.status_code, again.json()["error"]["code"]) == (401, "nonce_replayed")

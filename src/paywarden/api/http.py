@@ -480,11 +480,7 @@ async def _post_grouped(
     admit: Callable[[UnitOfWork], Principal]
     admitted: list[Principal] = []
     if secret is None:  # an agent's: the signature is verified before anything else
-        parts = await _request_parts(request)
-        verified = _verify_cached(rt.store, parts)
-        if verified is None:  # its key is not cached: read it off the event loop
-            verified = await _on_hot_worker(partial(verify_agent, rt.store, parts))
-        admit = signed_admission(rt.store, verified)
+        admit, parts = await _verified_agent(request, rt.store)
         version = _version(request, identity.API_VERSION)
         key, raw = _checked_body_of(request, path, parts.body)
     else:
@@ -520,6 +516,19 @@ async def _post_grouped(
         response.headers[VERSION_HEADER] = version
         return response
     return json_response(answer.status, answer.body, version=version, replayed=answer.replayed)
+
+
+async def _verified_agent(
+    request: Request, store: Store
+) -> tuple[Callable[[UnitOfWork], Principal], RequestParts]:
+    """An agent's signed request, its signature verified (on the event loop when its key is
+    cached, else on a worker thread that reads the key): its admission, to run in the
+    request's unit of work, and its parts."""
+    parts = await _request_parts(request)
+    verified = _verify_cached(store, parts)
+    if verified is None:  # its key is not cached: read it off the event loop
+        verified = await _on_hot_worker(partial(verify_agent, store, parts))
+    return signed_admission(store, verified), parts
 
 
 _HOT_WORKERS = ThreadPoolExecutor(max_workers=HOT_WORKERS_MAX, thread_name_prefix="paywarden-hot")
@@ -567,16 +576,23 @@ async def _read(
 ) -> tuple[T, str]:
     """``work``'s result for the request's principal, and the API version it speaks. A
     Bearer key is read in the same read-only transaction, on the same worker thread, as the
-    work; an agent is admitted (its nonce remembered) first, in a transaction of its own."""
+    work. An agent's signature is verified first; its admission (key status, nonce
+    remembered) and the work then run as one unit of work under group commit, answered
+    once the nonce is durable."""
     store = runtime(request).store
     secret = _bearer(request)
     if secret is None:
-        principal, version = await authenticated(request, allow_agents=allow_agents)
-        refuse_nul(request)
-        result = await run_in_threadpool(
-            store.run, lambda uow: work(uow, principal), read_only=True
-        )
-        return result, version
+        if not allow_agents:
+            _refuse_agent()
+        admit, _parts = await _verified_agent(request, store)
+        version = _version(request, identity.API_VERSION)
+
+        def admitted(uow: UnitOfWork) -> T:
+            principal = admit(uow)
+            refuse_nul(request)
+            return work(uow, principal)
+
+        return await store.grouped(admitted), version
     bearer = secret
 
     def unit(uow: UnitOfWork) -> tuple[Principal, T]:

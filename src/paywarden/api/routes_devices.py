@@ -183,14 +183,6 @@ async def _device_parts(request: Request) -> RequestParts:
     )
 
 
-async def _device(request: Request) -> DeviceRecord:
-    """The device or terminal whose signature the request carries, admitted (its nonce
-    spent) in a transaction of its own."""
-    store = runtime(request).store
-    verified = await run_in_threadpool(_verified, store, await _device_parts(request))
-    return await run_in_threadpool(store.run, _admission(store, verified))
-
-
 def _verified(store: Store, parts: RequestParts) -> VerifiedSignature:
     """The request's signature checked against its device's key (cached, else read)."""
 
@@ -257,9 +249,12 @@ async def device_post(
 
 
 async def device_get(request: Request, work: Callable[[UnitOfWork, DeviceRecord], Any]) -> Response:
-    device = await _device(request)
+    """A device-signed read: the signature checked first, then the device's admission (its
+    nonce) and the read as one unit of work under group commit."""
     store = runtime(request).store
-    body = await run_in_threadpool(store.run, lambda uow: work(uow, device), read_only=True)
+    verified = await run_in_threadpool(_verified, store, await _device_parts(request))
+    admit = _admission(store, verified)
+    body = await store.grouped(lambda uow: work(uow, admit(uow)))
     return json_response(200, json.dumps(body), version=identity.API_VERSION)
 
 

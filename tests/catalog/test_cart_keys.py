@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import rfc8785
@@ -18,6 +19,7 @@ from paywarden.kernel.errors import Conflict, InvalidRequest
 from paywarden.services import merchants
 from paywarden.store.tables_catalog import merchant_cart_keys
 from paywarden.store.unit_of_work import Store
+from paywarden.trust import custody
 from paywarden.trust.keys import (
     PrivateKey,
     b64url_encode,
@@ -206,3 +208,32 @@ def test_first_signatures_at_once_share_one_hosted_key(store: Store) -> None:
     for signature in signatures:
         assert signature is not None
         verify(store, shop.merchant_id, signature)
+
+
+def test_a_hosted_key_is_opened_once_and_a_rotation_opens_the_new_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signing a cart unseals the merchant's hosted key once per kid (what it opens to
+    never changes), while which key is active is read at every signature."""
+    opened: list[str] = []
+    real = custody.open_signer
+
+    def counting(record: Any, master_key: bytes) -> Any:
+        opened.append(record.kid)
+        return real(record, master_key)
+
+    monkeypatch.setattr(custody, "open_signer", counting)
+    shop = make_shop(store)
+    first = [sign(store, shop.merchant_id) for _ in range(3)]
+    [kid] = published_kids(store, shop.merchant_id)
+    assert opened == [kid]
+    assert len({token.split(".")[0] for token in first if token}) == 1
+    store.run(
+        lambda uow: merchants.rotate_cart_key(
+            uow, None, shop.merchant_id, False, master_key=MASTER_KEY, overlap=timedelta(days=1)
+        )
+    )
+    after = [sign(store, shop.merchant_id) for _ in range(2)]
+    new_kid = published_kids(store, shop.merchant_id)[0]
+    assert opened == [kid, new_kid]
+    assert all(token and token.split(".")[0] != first[0].split(".")[0] for token in after)

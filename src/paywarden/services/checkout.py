@@ -248,6 +248,7 @@ class _Priced:
     fulfillment: dict[str, Any] | None
     totals: rules.Totals
     messages: tuple[Message, ...]
+    profile: merchants.MerchantProfile  # read once a unit of work: the offer and the signing
 
 
 def _items(items: Sequence[Any]) -> tuple[dict[str, Any], ...]:
@@ -293,7 +294,8 @@ def _price(
     lines = tuple(
         catalog.price_lines(uow, merchant_id, livemode, [_line_request(i) for i in items])
     )
-    offer = fulfillment_offer.offer(uow, merchant_id, livemode, now)
+    profile = merchants.get_profile(uow, merchant_id, livemode)
+    offer = fulfillment_offer.offer(uow, merchant_id, livemode, now, profile=profile)
     messages: list[Message] = []
     for index, line in enumerate(lines):
         if not line.available:
@@ -316,7 +318,7 @@ def _price(
         tax_bps=offer.tax_bps,
         fee=offer.fee,
     )
-    return _Priced(lines, offer.options, selected, totals, tuple(messages))
+    return _Priced(lines, offer.options, selected, totals, tuple(messages), profile)
 
 
 def _line_json(line: PricedLine, index: int, totals: rules.LineTotals) -> dict[str, Any]:
@@ -389,7 +391,9 @@ def _priced_values(
     expires_at = (now + SESSION_TTL).replace(microsecond=0)
     cart = _cart(merchant_id, currency, priced, expires_at)
     digest = cart_hash(cart)
-    signature = merchants.sign_cart(uow, merchant_id, livemode, digest, master_key=master_key)
+    signature = merchants.sign_cart(
+        uow, merchant_id, livemode, digest, master_key=master_key, profile=priced.profile
+    )
     messages = [*priced.messages, *extra]
     if signature is None:
         messages.append(

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from paywarden.kernel.errors import Conflict, InvariantViolation
+from paywarden.kernel.invariant import invariant
 from paywarden.kernel.principals import Principal
 from paywarden.services import audit
 from paywarden.store.prepared import prepare_all
@@ -49,6 +50,7 @@ from paywarden.trust.custody import (
 from paywarden.trust.keys import PrivateKey, b64url_decode
 
 __all__ = [
+    "OpenedSigners",
     "PlatformSigner",
     "active_signer",
     "audit_public_keys",
@@ -60,9 +62,6 @@ __all__ = [
 ]
 
 _keys = platform_keys
-_OPENED: dict[tuple[str, Purpose, str, bytes], PlatformSigner] = {}
-_OPENED_LOCK = threading.Lock()
-_OPENED_SIZE_MAX = 64
 # 'active' is written into the SQL, not bound: SQLite can then use the partial unique index
 # (status = 'active') when it prepares the statement, instead of preparing it anew on every
 # run to check a bound value against the index (65 to 72 µs for this one-row read, timed).
@@ -80,6 +79,41 @@ def prefetch_active(uow: UnitOfWork, purpose: Purpose) -> None:
     uow.prefetch(_ACTIVE_KID, {"purpose": purpose.value}, stable=True)
 
 
+class OpenedSigners:
+    """Signers already opened (``custody.open_signer``), by kid, purpose, algorithm and master
+    key; thread-safe, bounded (cleared when full). A kid is its key's thumbprint, so what it
+    opens to never changes: only the unsealing and the rebuilding of the key (about as
+    costly as a signature) are remembered. Which key is active stays the caller's to read
+    every time, so a rotation or a revocation takes effect at once."""
+
+    def __init__(self, size_max: int = 64) -> None:
+        invariant(size_max >= 1, "the opened signers hold at least one")
+        self._size_max = size_max
+        self._opened: dict[tuple[str, str, str, bytes], PlatformSigner] = {}
+        self._lock = threading.Lock()
+
+    def known(
+        self, kid: str, purpose: Purpose, alg: str, master_key: bytes
+    ) -> PlatformSigner | None:
+        """The signer of ``kid`` if it was opened already, without reading its secret."""
+        with self._lock:
+            return self._opened.get((kid, str(purpose), alg, master_key))
+
+    def open(self, record: KeyRecord, master_key: bytes) -> PlatformSigner:
+        """``custody.open_signer``, once a key: opened before, the same signer again."""
+        signer = self.known(record.kid, record.purpose, record.alg, master_key)
+        if signer is None:
+            signer = custody.open_signer(record, master_key)
+            with self._lock:
+                if len(self._opened) >= self._size_max:
+                    self._opened.clear()
+                self._opened[(record.kid, str(record.purpose), record.alg, master_key)] = signer
+        return signer
+
+
+_OPENED = OpenedSigners()
+
+
 def active_signer(uow: UnitOfWork, purpose: Purpose, master_key: bytes) -> PlatformSigner:
     """The key that signs for ``purpose``, opened; the first one is made on demand.
 
@@ -90,8 +124,7 @@ def active_signer(uow: UnitOfWork, purpose: Purpose, master_key: bytes) -> Platf
     that is read (not its sealed secret)."""
     active = uow.execute(_ACTIVE_KID, {"purpose": purpose.value}).one_or_none()
     if active is not None:
-        with _OPENED_LOCK:
-            known = _OPENED.get((active.kid, purpose, active.alg, master_key))
+        known = _OPENED.known(active.kid, purpose, active.alg, master_key)
         if known is not None:
             return known
     record = _active(uow, purpose)
@@ -100,16 +133,7 @@ def active_signer(uow: UnitOfWork, purpose: Purpose, master_key: bytes) -> Platf
         record = _active(uow, purpose)
     if record is None:
         raise InvariantViolation(f"an active {purpose} key was just inserted, yet none is found")
-    opened = (record.kid, record.purpose, record.alg, master_key)
-    with _OPENED_LOCK:
-        signer = _OPENED.get(opened)
-    if signer is None:
-        signer = custody.open_signer(record, master_key)
-        with _OPENED_LOCK:
-            if len(_OPENED) >= _OPENED_SIZE_MAX:
-                _OPENED.clear()
-            _OPENED[opened] = signer
-    return signer
+    return _OPENED.open(record, master_key)
 
 
 def rotate(

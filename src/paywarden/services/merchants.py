@@ -43,7 +43,7 @@ from paywarden.kernel.errors import Conflict, InvalidRequest, InvariantViolation
 from paywarden.kernel.invariant import invariant
 from paywarden.kernel.money import parse_amount
 from paywarden.kernel.principals import Principal
-from paywarden.services import audit, identity
+from paywarden.services import audit, identity, keys
 from paywarden.store.outbox import emit
 from paywarden.store.tables_catalog import merchant_cart_keys, merchant_profiles, merchant_stores
 from paywarden.store.unit_of_work import UnitOfWork
@@ -140,6 +140,7 @@ def _cart_profile() -> jws.Profile:
 
 
 _CART_PROFILE = _cart_profile()
+_OPENED = keys.OpenedSigners()  # hosted cart keys, opened once a kid
 
 
 # --- profile and stores ------------------------------------------------------------------
@@ -625,13 +626,21 @@ def _set_mode(uow: UnitOfWork, merchant_id: str, livemode: bool, mode: str) -> N
 
 
 def sign_cart(
-    uow: UnitOfWork, merchant_id: str, livemode: bool, cart_hash: str, *, master_key: bytes
+    uow: UnitOfWork,
+    merchant_id: str,
+    livemode: bool,
+    cart_hash: str,
+    *,
+    master_key: bytes,
+    profile: MerchantProfile | None = None,
 ) -> str | None:
     """The merchant's signature over ``cart_hash`` (see the module docstring for the exact
     JWS), or ``None`` when the merchant keeps its own key and signs carts itself. A hosted
-    merchant's first key is made here."""
+    merchant's first key is made here. ``profile``: the merchant's, when the caller read it
+    already in this unit of work."""
     _check_hash(cart_hash)
-    profile = get_profile(uow, merchant_id, livemode)
+    if profile is None:
+        profile = get_profile(uow, merchant_id, livemode)
     if profile.cart_key_mode == "own":
         return None
     active = _active(uow, merchant_id)
@@ -640,7 +649,7 @@ def sign_cart(
         active = _active(uow, merchant_id)
     if active is None or not active.hosted:
         raise InvariantViolation(f"{merchant_id} is hosted but has no active hosted cart key")
-    signer = custody.open_signer(active.record(), master_key)
+    signer = _OPENED.open(active.record(), master_key)
     return jws.sign(_CART_PROFILE, {"cart_hash": cart_hash, "merchant": merchant_id}, signer)
 
 

@@ -10,7 +10,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from paywarden.adapters.ids import new_id
 from paywarden.kernel.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
@@ -22,6 +22,7 @@ from paywarden.services.records import ApiKeyRecord, MerchantRecord, UserRecord,
 from paywarden.store import schema
 from paywarden.store.ledger_repo import account_from_row, create_account
 from paywarden.store.outbox import emit
+from paywarden.store.prepared import prepare_all
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -138,9 +139,7 @@ def authenticate(uow: UnitOfWork, secret: str) -> Principal:
     """The principal behind a secret key, or :class:`AuthenticationFailed`."""
     if not secret.startswith(("pw_test_", "pw_live_")) or len(secret) > 200:
         raise AuthenticationFailed("the API key is malformed; it starts with pw_test_ or pw_live_")
-    row = uow.execute(
-        select(schema.api_keys).where(schema.api_keys.c.secret_hash == _hash_secret(secret))
-    ).one_or_none()
+    row = uow.execute(_KEY_BY_HASH, {"secret_hash": _hash_secret(secret)}).one_or_none()
     if row is None or row.revoked_at is not None:
         raise AuthenticationFailed("the API key is unknown or revoked", code="invalid_api_key")
     return Principal(
@@ -285,10 +284,7 @@ def create_merchant(
 
 
 def get_merchant(uow: UnitOfWork, merchant_id: str, livemode: bool) -> MerchantRecord:
-    m = schema.merchants
-    row = uow.execute(
-        select(m).where(m.c.id == merchant_id, m.c.livemode == livemode)
-    ).one_or_none()
+    row = uow.execute(_MERCHANT, {"merchant_id": merchant_id, "livemode": livemode}).one_or_none()
     if row is None:
         raise NotFound(f"no such merchant: {merchant_id}", param="$.merchant")
     accounts = _owned_accounts(uow, merchant_id)
@@ -305,6 +301,22 @@ def get_merchant(uow: UnitOfWork, merchant_id: str, livemode: bool) -> MerchantR
 
 
 def _owned_accounts(uow: UnitOfWork, owner_id: str) -> list[Any]:
-    a = schema.accounts
-    rows = uow.execute(select(a).where(a.c.owner_id == owner_id).order_by(a.c.id))
+    rows = uow.execute(_OWNED_ACCOUNTS, {"owner_id": owner_id})
     return [account_from_row(row) for row in rows]
+
+
+# Read at every request with a secret key, and at every checkout pricing: built once and
+# run on the driver (store.prepared).
+_KEY_BY_HASH = select(schema.api_keys).where(
+    schema.api_keys.c.secret_hash == bindparam("secret_hash")
+)
+_MERCHANT = select(schema.merchants).where(
+    schema.merchants.c.id == bindparam("merchant_id"),
+    schema.merchants.c.livemode == bindparam("livemode"),
+)
+_OWNED_ACCOUNTS = (
+    select(schema.accounts)
+    .where(schema.accounts.c.owner_id == bindparam("owner_id"))
+    .order_by(schema.accounts.c.id)
+)
+prepare_all(globals())

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -45,6 +45,7 @@ from paywarden.kernel.money import parse_amount
 from paywarden.kernel.principals import Principal
 from paywarden.services import audit, identity, keys
 from paywarden.store.outbox import emit
+from paywarden.store.prepared import prepare_all
 from paywarden.store.tables_catalog import merchant_cart_keys, merchant_profiles, merchant_stores
 from paywarden.store.unit_of_work import UnitOfWork
 from paywarden.trust import custody, jws
@@ -150,9 +151,7 @@ def get_profile(uow: UnitOfWork, merchant_id: str, livemode: bool) -> MerchantPr
     """The merchant with its stores, fulfillment methods, tax rate and cart-key mode; a
     merchant that never set a profile has no methods, no stores, 0 tax and a hosted key."""
     merchant = identity.get_merchant(uow, merchant_id, livemode)
-    row = uow.execute(
-        select(merchant_profiles).where(merchant_profiles.c.merchant_id == merchant_id)
-    ).one_or_none()
+    row = uow.execute(_PROFILE, {"merchant_id": merchant_id}).one_or_none()
     methods = tuple(
         FulfillmentMethod(m["type"], int(m["amount"]), tuple(m.get("stores", ())))
         for m in (row.fulfillment if row else [])
@@ -263,12 +262,7 @@ def _changed(
 
 
 def list_stores(uow: UnitOfWork, merchant_id: str, livemode: bool) -> list[StoreRecord]:
-    rows = uow.execute(
-        select(_S)
-        .where(_S.c.merchant_id == merchant_id, _S.c.livemode == livemode)
-        .order_by(_S.c.created_at, _S.c.id)
-        .limit(STORES_MAX)
-    ).all()
+    rows = uow.execute(_STORES, {"merchant_id": merchant_id, "livemode": livemode}).all()
     return [_store(row) for row in rows]
 
 
@@ -715,3 +709,16 @@ def _check_hash(cart_hash: str) -> None:
         raise InvalidRequest(
             f"cart_hash is 1 to {CART_HASH_LENGTH_MAX} characters", param="$.cart_hash"
         )
+
+
+# Read at every checkout pricing: built once and run on the driver (store.prepared).
+_PROFILE = select(merchant_profiles).where(
+    merchant_profiles.c.merchant_id == bindparam("merchant_id")
+)
+_STORES = (
+    select(_S)
+    .where(_S.c.merchant_id == bindparam("merchant_id"), _S.c.livemode == bindparam("livemode"))
+    .order_by(_S.c.created_at, _S.c.id)
+    .limit(STORES_MAX)
+)
+prepare_all(globals())

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
 from conftest import Api
 from paywarden.api.app import HOT_ROUTES, _hot_routes
@@ -109,10 +110,22 @@ def test_a_hot_route_that_could_not_be_served_alike_is_refused(
         _hot_routes([_router()], hot)
 
 
-def test_the_apps_hot_routes_include_the_ledger_and_answer_as_routed_ones(api: Api) -> None:
+def test_the_apps_hot_routes_include_the_ledger_and_answer_as_routed_ones(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert ("POST", "/v1/holds/{hold_id}/capture") in HOT_ROUTES
-    _user, key = api.user(funded=5_000)
+    user, key = api.user(funded=5_000)
     merchant, merchant_key = api.merchant()
+    routed: list[str] = []
+    handle = APIRoute.handle
+
+    async def through_the_router(self: APIRoute, scope: Any, receive: Any, send: Any) -> None:
+        routed.append(self.path)
+        await handle(self, scope, receive, send)
+
+    monkeypatch.setattr(APIRoute, "handle", through_the_router)
+    api.get(f"/v1/users/{user['id']}", key)  # a routed one is seen
+    assert routed == ["/v1/users/{user_id}"]
     hold = api.post(
         "/v1/holds", key, {"destination": merchant["id"], "amount": 700, "currency": "usd"}
     )
@@ -127,6 +140,7 @@ def test_the_apps_hot_routes_include_the_ledger_and_answer_as_routed_ones(api: A
     captured = api.post(path, merchant_key, {})
     assert (captured.status_code, captured.json()["status"]) == (200, "posted")
     assert captured.headers["paywarden-version"]
+    assert routed == ["/v1/users/{user_id}"]  # the hold and its captures were served past it
     lines = api.client.get("/metrics").text.splitlines()
     for status in ("401", "404", "200"):
         label = f'method="POST",route="/v1/holds/{{hold_id}}/capture",status="{status}"'

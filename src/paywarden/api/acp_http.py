@@ -30,21 +30,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paywarden.api import acp_render
 from paywarden.api.http import (
-    PATH_LENGTH_MAX,
+    _checked_body,
     _signed_agent,
     grouped_unit,
-    parse_json_object,
     refuse_nul,
     runtime,
 )
 from paywarden.kernel.errors import (
     AuthenticationFailed,
     InvalidRequest,
-    NotFound,
     PaywardenError,
 )
 from paywarden.kernel.principals import Principal
-from paywarden.services import agent_tokens, idempotency
+from paywarden.services import agent_tokens
 from paywarden.store.unit_of_work import UnitOfWork
 
 __all__ = ["AcpRequestId", "acp_get", "acp_post", "base_url", "error_response"]
@@ -167,11 +165,11 @@ async def acp_post(request: Request, model: type[M], work: Work[M]) -> Response:
         _check_version(request)
         if "signature-input" in request.headers:  # the signer is admitted first, on its own
             principal = await _principal(request)
-            key, raw = await _checked(request)
+            key, raw = await _checked_body(request)
             return await _claimed(request, lambda uow: principal, key, raw, model, work)
         secret = _token(request)
         try:
-            key, raw = await _checked(request)
+            key, raw = await _checked_body(request)
         except PaywardenError:
             await _principal(request)  # a stranger learns only that it is one
             raise
@@ -181,15 +179,6 @@ async def acp_post(request: Request, model: type[M], work: Work[M]) -> Response:
         )
 
     return await _guarded(request, run)
-
-
-async def _checked(request: Request) -> tuple[str, dict[str, Any]]:
-    """The Idempotency-Key and the parsed body, once path and body passed their screens."""
-    key = idempotency.check_key(request.headers.get("idempotency-key"))
-    refuse_nul(request)
-    if len(request.url.path) > PATH_LENGTH_MAX:
-        raise NotFound("no such object: the path is too long to name one")
-    return key, parse_json_object(await request.body())
 
 
 async def _claimed(

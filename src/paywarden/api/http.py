@@ -462,16 +462,16 @@ async def _post_grouped(
 ) -> Response:
     """One POST as one unit of work under group commit (``Store.grouped``).
 
-    What :func:`post` does in three transactions (the agent's admission with its nonce, the
-    key's claim, then effect plus stored response) happens here in one, which commits with
-    the concurrent requests' units: admission, claim, effect and the stored response are
-    durable together or not at all. A request that fails (4xx) keeps its admission and its
-    stored error; its effect is rolled back to a savepoint. A 5xx rolls everything back, so
-    a retry runs afresh. A second request with the same key waits for the first to commit
-    (SQLite: one writer; PostgreSQL: the key's unique index) and then replays its answer.
-    The signature is checked before, outside any transaction, on the event loop when its
-    key is cached (CPU alone), else on a worker thread that reads the key; the unit is
-    awaited with ``Store.grouped``, so no thread waits for the commit."""
+    The caller's admission (a signed agent's key status and nonce, or the read of a secret
+    key), the key's claim, the effect and the stored response run in one transaction, which
+    commits with the concurrent requests' units: they are durable together or not at all. A
+    request that fails (4xx) keeps its admission and its stored error; its effect is rolled
+    back to a savepoint. A 5xx rolls everything back, so a retry runs afresh. A second
+    request with the same key waits for the first to commit (SQLite: one writer;
+    PostgreSQL: the key's unique index) and then replays its answer. A signature is checked
+    before, outside any transaction, on the event loop when its key is cached (CPU alone),
+    else on a worker thread that reads the key; the unit is awaited with
+    ``Store.grouped``, so no thread waits for the commit."""
     rt = runtime(request)
     secret = _bearer(request)
     if secret is None and not allow_agents:
@@ -485,7 +485,7 @@ async def _post_grouped(
         key, raw = _checked_body_of(request, path, parts.body)
     else:
         try:
-            key, raw = _checked_body_of(request, path, await request.body())
+            key, raw = await _checked_body(request)
         except PaywardenError:
             await authenticated(request)  # a stranger learns only that it is one
             raise

@@ -49,6 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from paywarden.api import schemas as s
 from paywarden.api.http import (
     _checked_body_of,
+    _request_parts,
     authenticated,
     body_docs,
     error_response,
@@ -171,16 +172,7 @@ async def _device_parts(request: Request) -> RequestParts:
         raise AuthenticationFailed(
             "sign device requests with the device key (RFC 9421)", code="signature_missing"
         )
-    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    return RequestParts(
-        method=request.method,
-        scheme=request.url.scheme,
-        authority=request.headers.get("host", ""),
-        path=raw_path.decode("latin-1").partition("?")[0],
-        query=request.scope.get("query_string", b"").decode("latin-1"),
-        headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers.raw],
-        body=await request.body(),
-    )
+    return await _request_parts(request)
 
 
 def _verified(store: Store, parts: RequestParts) -> VerifiedSignature:

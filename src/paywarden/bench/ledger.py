@@ -24,7 +24,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,8 +58,6 @@ AMOUNT = 500
 FEE_BPS = 100
 FUNDS = 10_000_000_000  # per user: far more than any run spends
 CARD = Card("4242424242424242", 12, 2099)
-RETENTION = timedelta(hours=24)
-LOCK_S = 30
 M = TypeVar("M", bound=BaseModel)
 
 

@@ -295,7 +295,7 @@ def _price(
         catalog.price_lines(uow, merchant_id, livemode, [_line_request(i) for i in items])
     )
     profile = merchants.get_profile(uow, merchant_id, livemode)
-    offer = fulfillment_offer.offer(uow, merchant_id, livemode, now, profile=profile)
+    offer = fulfillment_offer.offer(profile)
     messages: list[Message] = []
     for index, line in enumerate(lines):
         if not line.available:

@@ -46,19 +46,9 @@ class Offer:
 PREPARATION_S = 300
 
 
-def offer(
-    uow: UnitOfWork,
-    merchant_id: str,
-    livemode: bool,
-    now: datetime,
-    *,
-    profile: merchants.MerchantProfile | None = None,
-) -> Offer:
-    """The merchant's tax rate, buyer fee (none yet) and fulfillment options; ``profile``:
-    the merchant's, when the caller read it already in this unit of work."""
-    _ = now
-    if profile is None:
-        profile = merchants.get_profile(uow, merchant_id, livemode)
+def offer(profile: merchants.MerchantProfile) -> Offer:
+    """The merchant's tax rate, buyer fee (none yet) and fulfillment options, from its
+    ``profile``."""
     stores = {store.id: store for store in profile.stores}
     options: list[FulfillmentOption] = []
     for method in profile.fulfillment:

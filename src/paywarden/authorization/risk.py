@@ -4,9 +4,10 @@ The service gathers :class:`RiskInputs` (how many payments the agent and the man
 in their windows, the median of this mandate's past amounts, whether the merchant is new to
 the user, how many attempts failed recently). The store reads at most
 ``RiskConfig.history_size_max`` rows for each, so the cost of a decision does not grow with
-the history: a count stops there or at its deny threshold, whichever is lower (so a
-threshold above ``history_size_max`` never fires). Each rule returns a :class:`RiskSignal`
-or ``None``; :func:`~paywarden.authorization.decision.decide` turns ``step_up`` signals into
+the history: a count stops there or at the highest threshold it can reach, and is not read
+where neither can be reached (a threshold above ``history_size_max`` never fires). Each
+rule returns a :class:`RiskSignal` or ``None``;
+:func:`~paywarden.authorization.decision.decide` turns ``step_up`` signals into
 ``requires_confirmation`` and ``deny`` signals into a denial. Signals:
 
 - ``risk_agent_velocity``   many payments by this agent (any mandate) in a short window
@@ -84,7 +85,9 @@ class RiskConfig:
 
 @dataclass(frozen=True, slots=True)
 class RiskInputs:
-    """Counts are of the window the config names (``agent_window_s``, ...), ending now."""
+    """Counts are of the window the config names (``agent_window_s``, ...), ending now, as
+    far as the rule needs them: the store stops at the highest threshold a count can reach
+    (``services.payments.count_cap``), and reads 0 where neither can be reached."""
 
     agent_payments_recent: int = 0
     mandate_payments_recent: int = 0

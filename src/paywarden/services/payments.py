@@ -290,22 +290,30 @@ _PAID_BEFORE = (
 )
 
 
+def count_cap(step_up_min: int, deny_min: int, size: int) -> int:
+    """How far a window's count goes: to the highest of its rule's thresholds that a count
+    of at most ``size`` rows can reach, 0 (not read) if neither can. The rule decides on
+    the capped count as on the whole one: beyond the deny threshold a higher count denies
+    alike, and a threshold above ``size`` never fires (the count stops there)."""
+    return max((t for t in (step_up_min, deny_min) if t <= size), default=0)
+
+
 def _risk_counts_params(
     mandate_id: str, agent_id: str | None, now: datetime, risk: RiskConfig
 ) -> dict[str, Any]:
-    def window(name: str, window_s: int, deny_min: int) -> dict[str, Any]:
+    def window(name: str, window_s: int, step_up_min: int, deny_min: int) -> dict[str, Any]:
         return {
             f"since_{name}": now - timedelta(seconds=window_s),
-            f"cap_{name}": min(deny_min, risk.history_size_max),
+            f"cap_{name}": count_cap(step_up_min, deny_min, risk.history_size_max),
         }
 
     return {
         "mandate_id": mandate_id,
         "size": risk.history_size_max,
         "agent_id": agent_id,
-        **window("agent", risk.agent_window_s, risk.agent_deny_min),
-        **window("mandate", risk.mandate_window_s, risk.mandate_deny_min),
-        **window("failure", risk.failure_window_s, risk.failure_deny_min),
+        **window("agent", risk.agent_window_s, risk.agent_step_up_min, risk.agent_deny_min),
+        **window("mandate", risk.mandate_window_s, risk.mandate_step_up_min, risk.mandate_deny_min),
+        **window("failure", risk.failure_window_s, risk.failure_step_up_min, risk.failure_deny_min),
     }
 
 
@@ -313,8 +321,8 @@ def risk_inputs(
     uow: UnitOfWork, mandate: Mandate, merchant_id: str, now: datetime, risk: RiskConfig
 ) -> RiskInputs:
     """Recent history, each read bounded by ``history_size_max`` rows, so the cost of a
-    decision does not grow with the history: a count stops there or at its deny threshold,
-    whichever is lower (beyond the threshold a higher count decides the same)."""
+    decision does not grow with the history: a count stops there or sooner
+    (:func:`count_cap`)."""
 
     counts = uow.execute(_RISK, _risk_counts_params(mandate.id, mandate.agent, now, risk)).one()
     known = int(counts.history)

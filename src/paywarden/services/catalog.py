@@ -34,12 +34,15 @@ from sqlalchemy import (
     Float,
     String,
     and_,
+    bindparam,
     column,
     delete,
     exists,
     insert,
+    literal,
     or_,
     select,
+    table,
     text,
     update,
 )
@@ -62,6 +65,7 @@ from paywarden.kernel.invariant import invariant
 from paywarden.kernel.principals import Principal
 from paywarden.store import schema
 from paywarden.store.outbox import emit
+from paywarden.store.prepared import prepare_all
 from paywarden.store.tables_catalog import product_variants, products
 from paywarden.store.unit_of_work import UnitOfWork
 
@@ -246,14 +250,13 @@ def _load_many(
     skus = [ref for ref in refs if isinstance(ref, str) and not domain_is_product_id(ref)]
     if not ids and not skus:
         return {}
-    rows = uow.execute(
-        select(_P).where(
-            _P.c.merchant_id == merchant_id,
-            _P.c.livemode == livemode,
-            _P.c.deleted_at.is_(None),
-            or_(_P.c.id.in_(ids), _P.c.sku.in_(skus)),
-        )
-    ).all()
+    by: dict[str, Any] = {"merchant_id": merchant_id, "livemode": livemode}
+    if ids:
+        by["ids"] = ids
+    if skus:
+        by["skus"] = skus
+    statement = _PRODUCTS_BY_BOTH if ids and skus else _PRODUCTS_BY_ID if ids else _PRODUCTS_BY_SKU
+    rows = uow.execute(statement, by).all()
     found: dict[str, Product] = {}
     for product in _products(uow, rows):
         found[product.id] = product
@@ -269,9 +272,7 @@ def _products(uow: UnitOfWork, rows: Sequence[Row[Any]]) -> list[Product]:
 def _variants_of(uow: UnitOfWork, product_ids: Sequence[str]) -> dict[str, tuple[Variant, ...]]:
     if not product_ids:
         return {}
-    rows = uow.execute(
-        select(_V).where(_V.c.product_id.in_(product_ids)).order_by(_V.c.position)
-    ).all()
+    rows = uow.execute(_VARIANTS_OF, {"product_ids": list(product_ids)}).all()
     grouped: dict[str, list[Variant]] = {}
     for row in rows:
         grouped.setdefault(row.product_id, []).append(
@@ -642,9 +643,7 @@ def _unindex(uow: UnitOfWork, product_id: str) -> None:
 
 def _ensure_fts(uow: UnitOfWork) -> None:
     """Make the SQLite FTS5 table and fill it from the live products, once."""
-    made = uow.execute(
-        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'catalog_search'")
-    ).first()
+    made = uow.execute(_FTS_MADE).first()
     if made:
         return
     uow.execute(
@@ -658,3 +657,29 @@ def _ensure_fts(uow: UnitOfWork) -> None:
         title, keywords, description = _document(_product(row, ()).draft)
         values = {"title": title, "keywords": keywords, "description": description, "id": row.id}
         uow.execute(_FTS_INSERT, values)
+
+
+# What checkout pricing and search read at every request, built once and run on the driver
+# (store.prepared): building and running each through SQLAlchemy Core cost about as much
+# as the rest of a checkout session's creation.
+_LIVE_OF_MERCHANT = (
+    _P.c.merchant_id == bindparam("merchant_id"),
+    _P.c.livemode == bindparam("livemode"),
+    _P.c.deleted_at.is_(None),
+)
+_BY_ID = _P.c.id.in_(bindparam("ids", expanding=True))
+_BY_SKU = _P.c.sku.in_(bindparam("skus", expanding=True))
+_PRODUCTS_BY_ID = select(_P).where(*_LIVE_OF_MERCHANT, _BY_ID)
+_PRODUCTS_BY_SKU = select(_P).where(*_LIVE_OF_MERCHANT, _BY_SKU)
+_PRODUCTS_BY_BOTH = select(_P).where(*_LIVE_OF_MERCHANT, or_(_BY_ID, _BY_SKU))
+_VARIANTS_OF = (
+    select(_V)
+    .where(_V.c.product_id.in_(bindparam("product_ids", expanding=True)))
+    .order_by(_V.c.position)
+)
+_SQLITE_MASTER = table("sqlite_master", column("type"), column("name"))
+_FTS_MADE = select(literal(1)).where(
+    _SQLITE_MASTER.c.type == "table", _SQLITE_MASTER.c.name == "catalog_search"
+)
+
+prepare_all(globals())

@@ -61,6 +61,7 @@ from paywarden.services.listing import page_rows
 from paywarden.services.records import Page
 from paywarden.store import schema
 from paywarden.store.outbox import emit
+from paywarden.store.prepared import prepare_all
 from paywarden.store.tables_approvals import approvals as approvals_table
 from paywarden.store.tables_checkout import checkout_sessions
 from paywarden.store.unit_of_work import UnitOfWork
@@ -157,16 +158,14 @@ def _from_row(row: Any) -> CheckoutRecord:
 
 
 def _load(uow: UnitOfWork, session_id: str, *, lock: bool) -> CheckoutRecord | None:
-    query = select(_S).where(_S.c.id == session_id)
-    row = uow.execute(query.with_for_update() if lock else query).first()
+    by = {"session_id": session_id}
+    row = uow.execute(_SESSION_LOCKED if lock else _SESSION, by).first()
     if row is None:
         return None
     record = _from_row(row)
     if record.payment_id is None:
         return record
-    found = uow.execute(
-        select(approvals_table.c.id).where(approvals_table.c.payment_id == record.payment_id)
-    ).first()
+    found = uow.execute(_APPROVAL_OF_PAYMENT, {"payment_id": record.payment_id}).first()
     return replace(record, approval_id=found.id if found is not None else None)
 
 
@@ -451,34 +450,36 @@ def create(
         uow, merchant_id, principal.livemode, currency, priced, master_key=master_key
     )
     uow.execute(
-        insert(_S).values(
-            id=session_id,
-            livemode=principal.livemode,
-            merchant_id=merchant_id,
-            agent_id=principal.id,
-            user_id=None,
-            currency=currency,
-            items=list(asked),
-            fulfillment_details=details,
-            buyer=_details(buyer, "$.buyer"),
-            mandate_id=None,
-            payment_id=None,
-            order_id=None,
-            stock_reserved=False,
-            revision=1,
-            created_at=now,
+        _INSERT_SESSION,
+        {
+            "id": session_id,
+            "livemode": principal.livemode,
+            "merchant_id": merchant_id,
+            "agent_id": principal.id,
+            "user_id": None,
+            "currency": currency,
+            "items": list(asked),
+            "fulfillment_details": details,
+            "buyer": _details(buyer, "$.buyer"),
+            "mandate_id": None,
+            "payment_id": None,
+            "order_id": None,
+            "stock_reserved": False,
+            "revision": 1,
+            "created_at": now,
             **values,
-        )
+        },
     )
     return _announce(uow, "checkout_session.created", principal, session_id)
 
 
 def _merchant_currency(uow: UnitOfWork, merchant_id: Any, livemode: bool) -> str:
-    m = schema.merchants
+    if not isinstance(merchant_id, str):
+        raise NotFound(f"no such merchant: {merchant_id}", param="$.merchant")
     row = uow.execute(
-        select(m.c.currency).where(m.c.id == merchant_id, m.c.livemode == livemode)
+        _MERCHANT_CURRENCY, {"merchant_id": merchant_id, "livemode": livemode}
     ).first()
-    if not isinstance(merchant_id, str) or row is None:
+    if row is None:
         raise NotFound(f"no such merchant: {merchant_id}", param="$.merchant")
     return str(row.currency)
 
@@ -923,3 +924,18 @@ def wire_checkout(record: CheckoutRecord) -> dict[str, Any]:
         ),
         "order": record.order_id,
     }
+
+
+# A session's creation and reads run these, built once and run on the driver (store.prepared).
+_SESSION = select(_S).where(_S.c.id == sa.bindparam("session_id"))
+_SESSION_LOCKED = _SESSION.with_for_update()
+_APPROVAL_OF_PAYMENT = select(approvals_table.c.id).where(
+    approvals_table.c.payment_id == sa.bindparam("payment_id")
+)
+_INSERT_SESSION = insert(_S)
+_MERCHANT_CURRENCY = select(schema.merchants.c.currency).where(
+    schema.merchants.c.id == sa.bindparam("merchant_id"),
+    schema.merchants.c.livemode == sa.bindparam("livemode"),
+)
+
+prepare_all(globals())

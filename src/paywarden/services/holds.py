@@ -373,16 +373,17 @@ def refund(
         refund_id, hold.livemode, hold.id, hold.currency, amount, reason, record.id, now
     )
     uow.execute(
-        insert(schema.refunds).values(
-            id=refund_id,
-            livemode=hold.livemode,
-            hold_id=hold.id,
-            currency=hold.currency,
-            amount=amount,
-            reason=reason,
-            transfer_id=record.id,
-            created_at=now,
-        )
+        _INSERT_REFUND,
+        {
+            "id": refund_id,
+            "livemode": hold.livemode,
+            "hold_id": hold.id,
+            "currency": hold.currency,
+            "amount": amount,
+            "reason": reason,
+            "transfer_id": record.id,
+            "created_at": now,
+        },
     )
     save_hold(uow, after, now)
     emit(uow, "refund.created", hold.livemode, wire(refund_record))
@@ -428,4 +429,5 @@ def list_holds(
     )
 
 
+_INSERT_REFUND = insert(schema.refunds)
 prepare_all(globals())  # the statements built above run on the driver (store.prepared)

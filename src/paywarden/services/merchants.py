@@ -447,9 +447,7 @@ class _CartKey:
 
 
 def _keys(uow: UnitOfWork, merchant_id: str) -> list[_CartKey]:
-    rows = uow.execute(
-        select(_K).where(_K.c.merchant_id == merchant_id).order_by(_K.c.created_at.desc(), _K.c.kid)
-    ).all()
+    rows = uow.execute(_CART_KEYS, {"merchant_id": merchant_id}).all()
     return [
         _CartKey(
             row.merchant_id,
@@ -720,5 +718,10 @@ _STORES = (
     .where(_S.c.merchant_id == bindparam("merchant_id"), _S.c.livemode == bindparam("livemode"))
     .order_by(_S.c.created_at, _S.c.id)
     .limit(STORES_MAX)
+)
+_CART_KEYS = (  # every cart signature reads them (the active key among them)
+    select(_K)
+    .where(_K.c.merchant_id == bindparam("merchant_id"))
+    .order_by(_K.c.created_at.desc(), _K.c.kid)
 )
 prepare_all(globals())

@@ -26,6 +26,7 @@ comparison cannot describe a virtual table and its shadow tables.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,7 @@ from paywarden.kernel.invariant import invariant
 from paywarden.kernel.principals import Principal
 from paywarden.store import schema
 from paywarden.store.outbox import emit
-from paywarden.store.prepared import prepare_all
+from paywarden.store.prepared import prepare_all, prepared
 from paywarden.store.tables_catalog import product_variants, products
 from paywarden.store.unit_of_work import UnitOfWork
 
@@ -547,44 +548,77 @@ def search(uow: UnitOfWork, livemode: bool, query: SearchQuery) -> SearchResult:
     if query.offset < 0:
         raise InvalidRequest("offset is not negative", param="$.offset")
     terms = domain.search_terms(query.text)
-    statement = select(_P).where(*_filters(livemode, query))
+    by: dict[str, Any] = {"livemode": livemode, "limit": query.limit + 1, "offset": query.offset}
+    if query.merchant:
+        by["merchant"] = query.merchant
+    if query.category:
+        by["category"] = query.category.strip().lower()
+    if query.max_amount is not None:
+        by["max_amount"] = query.max_amount
     if terms and uow.dialect == "postgresql":
-        tsquery = " & ".join(f"{term}:*" for term in terms)
-        ts = text("to_tsquery('simple', :tsquery)").bindparams(tsquery=tsquery)
-        statement = statement.where(_P.c.search_vector.op("@@")(ts)).order_by(
-            text("ts_rank(products.search_vector, to_tsquery('simple', :tsquery)) DESC").bindparams(
-                tsquery=tsquery
-            )
-        )
+        by["tsquery"] = " & ".join(f"{term}:*" for term in terms)
     elif terms:
         _ensure_fts(uow)
-        match = " AND ".join(f'"{term}"*' for term in terms)
-        ranked = (
-            text(
-                "SELECT product_id, bm25(catalog_search, 0.0, 10.0, 4.0, 1.0) AS score "
-                "FROM catalog_search WHERE catalog_search MATCH :match"
-            )
-            .bindparams(match=match)
-            .columns(column("product_id", String), column("score", Float))
-            .subquery("ranked")
-        )
-        statement = statement.join(ranked, ranked.c.product_id == _P.c.id).order_by(ranked.c.score)
-    statement = statement.order_by(_P.c.title, _P.c.id).limit(query.limit + 1).offset(query.offset)
-    rows = uow.execute(statement).all()
+        by["match"] = " AND ".join(f'"{term}"*' for term in terms)
+    shape = (uow.dialect, bool(terms), *(name in by for name in _FILTERS), query.in_stock)
+    rows = uow.execute(_search_statement(shape), by).all()
     has_more = len(rows) > query.limit
     found = _products(uow, rows[: query.limit])
     return SearchResult(found, has_more, query.offset + query.limit if has_more else None)
 
 
-def _filters(livemode: bool, query: SearchQuery) -> list[Any]:
-    filters: list[Any] = [_P.c.livemode == livemode, _P.c.deleted_at.is_(None)]
-    if query.merchant:
-        filters.append(_P.c.merchant_id == query.merchant)
-    if query.category:
-        filters.append(_P.c.category == query.category.strip().lower())
-    if query.max_amount is not None:
-        filters.append(_P.c.price_from <= query.max_amount)
-    if query.in_stock:
+_FILTERS = ("merchant", "category", "max_amount")
+# One statement a shape of search (dialect, words or not, which filters), built at its first
+# use and run on the driver from then on (store.prepared); 2 x 2 x 16 shapes at most.
+_SEARCHES: dict[tuple[Any, ...], Any] = {}
+_SEARCHES_LOCK = threading.Lock()
+
+
+def _search_statement(shape: tuple[Any, ...]) -> Any:
+    statement = _SEARCHES.get(shape)
+    if statement is None:
+        with _SEARCHES_LOCK:
+            statement = _SEARCHES.get(shape)
+            if statement is None:
+                statement = _SEARCHES[shape] = prepared(_built_search(*shape))
+    return statement
+
+
+def _built_search(
+    dialect: str, words: bool, merchant: bool, category: bool, max_amount: bool, in_stock: bool
+) -> Any:
+    statement = select(_P).where(*_filters(merchant, category, max_amount, in_stock))
+    if words and dialect == "postgresql":
+        ts = text("to_tsquery('simple', :tsquery)")
+        statement = statement.where(_P.c.search_vector.op("@@")(ts)).order_by(
+            text("ts_rank(products.search_vector, to_tsquery('simple', :tsquery)) DESC")
+        )
+    elif words:
+        ranked = (
+            text(
+                "SELECT product_id, bm25(catalog_search, 0.0, 10.0, 4.0, 1.0) AS score "
+                "FROM catalog_search WHERE catalog_search MATCH :match"
+            )
+            .columns(column("product_id", String), column("score", Float))
+            .subquery("ranked")
+        )
+        statement = statement.join(ranked, ranked.c.product_id == _P.c.id).order_by(ranked.c.score)
+    return (
+        statement.order_by(_P.c.title, _P.c.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+def _filters(merchant: bool, category: bool, max_amount: bool, in_stock: bool) -> list[Any]:
+    filters: list[Any] = [_P.c.livemode == bindparam("livemode"), _P.c.deleted_at.is_(None)]
+    if merchant:
+        filters.append(_P.c.merchant_id == bindparam("merchant"))
+    if category:
+        filters.append(_P.c.category == bindparam("category"))
+    if max_amount:
+        filters.append(_P.c.price_from <= bindparam("max_amount"))
+    if in_stock:
         has_variants = exists().where(_V.c.product_id == _P.c.id)
         variant_in_stock = exists().where(
             _V.c.product_id == _P.c.id,

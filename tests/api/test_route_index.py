@@ -70,7 +70,7 @@ def _agree(pairs: Pairs, method: str, path: str, root_path: str = "") -> None:
     for router, plain in pairs:
         got = router.matches(_scope(method, path, root_path))
         expected = plain.matches(_scope(method, path, root_path))
-        assert got == expected, (method, path, router.prefixes)
+        assert got == expected, (method, path, router.index)
 
 
 def _app() -> FastAPI:
@@ -139,8 +139,10 @@ def test_prefixes_of_nested_and_prefixed_routers_and_the_root_path() -> None:
     assert index_included_routers(app) == 1
     (router,) = _indexed(app)
     pairs = _pairs([router])
-    assert router.exact == {"/api/shop/v2/items", "/api/shop/orders"}
-    assert router.prefixes == ("/api/shop/v2/items/",)
+    assert router.matches(_scope("GET", "/api/shop/orders"))[0] is Match.PARTIAL
+    assert router.index is not None and router.index.whole
+    assert router.index.exact == {"/api/shop/v2/items", "/api/shop/orders"}
+    assert router.index.prefixes == ("/api/shop/v2/items/",)
     for path in ("/api/shop/v2/items/7", "/api/shop/v2/items", "/api/shop/orders", "/api/x"):
         for method in METHODS:
             _agree(pairs, method, path)
@@ -173,3 +175,35 @@ def test_a_router_with_a_route_of_another_kind_is_left_alone() -> None:
     assert not _indexed(app)
     assert any(type(r) is _IncludedRouter for r in app.router.routes)
     assert isinstance(router.routes[0], APIRoute)
+
+
+def test_a_route_added_to_a_router_later_is_served() -> None:
+    """As FastAPI serves it: the index is built again when the routes change."""
+    router = APIRouter()
+
+    @router.get("/early")
+    def early() -> dict[str, bool]:
+        return {"early": True}
+
+    app = FastAPI()
+    app.include_router(router)
+    assert index_included_routers(app) == 1
+    client = TestClient(app)
+    assert client.get("/early").status_code == 200
+    assert client.get("/late/1").status_code == 404
+
+    @router.get("/late/{n}")
+    def late(n: str) -> dict[str, str]:
+        return {"late": n}
+
+    assert client.get("/late/1").json() == {"late": "1"}
+    assert client.get("/early").status_code == 200
+
+    @router.websocket("/ws")
+    async def ws(websocket: Any) -> None:
+        await websocket.accept()
+
+    (indexed,) = _indexed(app)
+    assert indexed.matches(_scope("GET", "/nothing"))[0] is Match.NONE
+    assert indexed.index is not None and not indexed.index.whole  # a websocket: no index
+    assert client.get("/late/2").json() == {"late": "2"}

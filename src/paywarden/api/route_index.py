@@ -12,8 +12,9 @@ the method; a template without parameters matches its own text alone.
 :func:`index_included_routers` gives each included router those texts for all its routes
 (nested routers' included, with their prefixes), and the router answers "no match" for a
 path that is none of the exact ones and starts with none of the others, as its own loop
-would have, without running it. A router with a route of another kind (a mount, a
-websocket, anything whose path is not such a template) is left as it is. Low-priority
+would have, without running it; routes added to a router later rebuild its index (as they
+rebuild FastAPI's own list of its candidates). A router with a route of another kind (a
+mount, a websocket, anything whose path is not such a template) is not filtered. Low-priority
 routes, matched separately, and everything after a match (handling, redirects of a trailing
 slash, which ask the router again with the other path) are unchanged.
 
@@ -24,7 +25,7 @@ route", as FastAPI's own loop for every route of the app and for paths near them
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, _IncludedRouter
@@ -35,18 +36,30 @@ from starlette.types import Scope
 __all__ = ["IndexedRouter", "index_included_routers"]
 
 
+class _Index(NamedTuple):
+    version: int  # the routes' version (FastAPI's) it was built for
+    exact: frozenset[str]  # the paths of the routes without parameters
+    prefixes: tuple[str, ...]  # the literal prefixes of those with
+    whole: bool  # every route is one of those: the index may turn a path away
+
+
 @dataclass
 class IndexedRouter(_IncludedRouter):
-    """An included router that first checks the path against its routes' paths (``exact``:
-    those without parameters) and literal prefixes (``prefixes``: those with)."""
+    """An included router that first checks the path against its routes' paths and literal
+    prefixes (:class:`_Index`, built again if routes are added to the router later, as
+    FastAPI's own candidates are)."""
 
-    exact: frozenset[str] = frozenset()
-    prefixes: tuple[str, ...] = ()
+    index: _Index | None = None
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        path = get_route_path(scope)
-        if path not in self.exact and not path.startswith(self.prefixes):
-            return Match.NONE, {}
+        version = self.original_router._get_routes_version()
+        index = self.index
+        if index is None or index.version != version:
+            index = self.index = _index_of(self, version)
+        if index.whole:
+            path = get_route_path(scope)
+            if path not in index.exact and not path.startswith(index.prefixes):
+                return Match.NONE, {}
         return super().matches(scope)
 
 
@@ -56,19 +69,20 @@ def index_included_routers(app: FastAPI) -> int:
     routes = app.router.routes
     indexed = 0
     for at, route in enumerate(routes):
-        if type(route) is not _IncludedRouter:
-            continue
-        paths = _paths(route, "")
-        if paths is None:
+        if type(route) is not _IncludedRouter or _paths(route, "") is None:
             continue
         routes[at] = IndexedRouter(
-            original_router=route.original_router,
-            include_context=route.include_context,
-            exact=frozenset(paths[0]),
-            prefixes=tuple(sorted(paths[1])),
+            original_router=route.original_router, include_context=route.include_context
         )
         indexed += 1
     return indexed
+
+
+def _index_of(included: Any, version: int) -> _Index:
+    paths = _paths(included, "")
+    if paths is None:
+        return _Index(version, frozenset(), (), whole=False)
+    return _Index(version, frozenset(paths[0]), tuple(sorted(paths[1])), whole=True)
 
 
 def _paths(included: Any, outer: str) -> tuple[set[str], set[str]] | None:

@@ -69,10 +69,15 @@ def index_included_routers(app: FastAPI) -> int:
     routes = app.router.routes
     indexed = 0
     for at, route in enumerate(routes):
-        if type(route) is not _IncludedRouter or _paths(route, "") is None:
+        if type(route) is not _IncludedRouter:
+            continue
+        index = _index_of(route, route.original_router._get_routes_version())
+        if not index.whole:
             continue
         routes[at] = IndexedRouter(
-            original_router=route.original_router, include_context=route.include_context
+            original_router=route.original_router,
+            include_context=route.include_context,
+            index=index,
         )
         indexed += 1
     return indexed

@@ -59,7 +59,6 @@ from paywarden.services import approvals, audit, catalog, merchants, payments
 from paywarden.services import checkout_fulfillment as fulfillment_offer
 from paywarden.services.listing import page_rows
 from paywarden.services.records import Page
-from paywarden.store import schema
 from paywarden.store.outbox import emit
 from paywarden.store.prepared import prepare_all
 from paywarden.store.tables_approvals import approvals as approvals_table
@@ -287,13 +286,15 @@ def _price(
     details: Mapping[str, Any] | None,
     *,
     preparing: bool = True,
+    profile: merchants.MerchantProfile | None = None,
 ) -> _Priced:
 
     now = uow.clock.now()
     lines = tuple(
         catalog.price_lines(uow, merchant_id, livemode, [_line_request(i) for i in items])
     )
-    profile = merchants.get_profile(uow, merchant_id, livemode)
+    if profile is None:  # else read by the caller in this unit of work
+        profile = merchants.get_profile(uow, merchant_id, livemode)
     offer = fulfillment_offer.offer(profile)
     messages: list[Message] = []
     for index, line in enumerate(lines):
@@ -440,10 +441,15 @@ def create(
     saying why, ``not_ready_for_payment``."""
     if principal.type is not PrincipalType.AGENT or principal.id is None:
         raise PermissionDenied("only an agent (a signed request) opens a checkout session")
-    currency = _merchant_currency(uow, merchant_id, principal.livemode)
+    if not isinstance(merchant_id, str):
+        raise NotFound(f"no such merchant: {merchant_id}", param="$.merchant")
+    profile = merchants.get_profile(uow, merchant_id, principal.livemode)  # NotFound first
+    currency = profile.currency
     asked = _items(items)
     details = _details(fulfillment_details, "$.fulfillment_details")
-    priced = _price(uow, merchant_id, principal.livemode, asked, fulfillment, details)
+    priced = _price(
+        uow, merchant_id, principal.livemode, asked, fulfillment, details, profile=profile
+    )
     now = uow.clock.now()
     session_id = new_id("cs")
     values = _priced_values(
@@ -471,17 +477,6 @@ def create(
         },
     )
     return _announce(uow, "checkout_session.created", principal, session_id)
-
-
-def _merchant_currency(uow: UnitOfWork, merchant_id: Any, livemode: bool) -> str:
-    if not isinstance(merchant_id, str):
-        raise NotFound(f"no such merchant: {merchant_id}", param="$.merchant")
-    row = uow.execute(
-        _MERCHANT_CURRENCY, {"merchant_id": merchant_id, "livemode": livemode}
-    ).first()
-    if row is None:
-        raise NotFound(f"no such merchant: {merchant_id}", param="$.merchant")
-    return str(row.currency)
 
 
 def _details(value: Mapping[str, Any] | None, param: str) -> dict[str, Any] | None:
@@ -933,9 +928,5 @@ _APPROVAL_OF_PAYMENT = select(approvals_table.c.id).where(
     approvals_table.c.payment_id == sa.bindparam("payment_id")
 )
 _INSERT_SESSION = insert(_S)
-_MERCHANT_CURRENCY = select(schema.merchants.c.currency).where(
-    schema.merchants.c.id == sa.bindparam("merchant_id"),
-    schema.merchants.c.livemode == sa.bindparam("livemode"),
-)
 
 prepare_all(globals())
